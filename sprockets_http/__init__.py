@@ -1,0 +1,138 @@
+"""Run Tornado web services in production.
+
+:func:`run` is the entry point a service calls from its ``__main__``::
+
+    import sprockets_http
+
+    def make_app(**settings):
+        return sprockets_http.app.Application([...], **settings)
+
+    if __name__ == '__main__':
+        sprockets_http.run(make_app)
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tornado import web
+
+from sprockets_http import app, logconfig, runner
+from sprockets_http.app import CallbackManager
+
+__version__ = "3.0.0"
+
+__all__ = ["__version__", "app", "logconfig", "run", "runner"]
+
+LOGGER = logging.getLogger("sprockets_http")
+
+RUNNER_SETTINGS = ("port", "number_of_procs", "sentry_sdk_init")
+"""Settings that configure the runner and are not passed to the factory."""
+
+
+def run(
+    create_application: Callable[..., web.Application | CallbackManager],
+    settings: Mapping[str, Any] | None = None,
+    log_config: Mapping[str, Any] | None = None,
+) -> None:
+    """Create the application and serve it until SIGTERM or SIGINT.
+
+    :param create_application: the application factory, called as
+        ``create_application(**settings)`` inside the running loop; it may
+        return an :class:`~sprockets_http.app.Application` or a plain
+        :class:`tornado.web.Application`
+    :param settings: the settings below; all but the runner's own
+        (:data:`RUNNER_SETTINGS`) are passed to the factory
+    :param log_config: a :func:`logging.config.dictConfig` configuration;
+        :data:`None` installs :func:`sprockets_http.logconfig.default_config`
+    :raises SystemExit: 70 when the factory or a ``before_run`` callback
+        failed, 1 when the port cannot be bound, 2 when a setting from the
+        environment is malformed
+
+    Settings:
+
+    ``port``
+        TCP port; else the ``PORT`` environment variable; else 8000.
+    ``number_of_procs``
+        Processes to run; 0 (the default) means one per CPU.
+    ``debug``
+        Tornado's debug mode, which also runs one process; else true when
+        the ``DEBUG`` environment variable is set and not ``0``.
+    ``xheaders``
+        Trust ``X-Forwarded-For`` and friends; default :data:`True`.
+    ``max_body_size``, ``max_buffer_size``
+        Passed to :class:`tornado.httpserver.HTTPServer`.
+    ``sentry_sdk_init``
+        Keyword arguments for :func:`sentry_sdk.init` that override the
+        defaults, when ``sentry_sdk`` is installed.
+    """
+    app_settings = dict(settings or {})
+    runner_settings = {
+        key: app_settings.pop(key) for key in RUNNER_SETTINGS if key in app_settings
+    }
+    port = runner_settings.get("port") or _port_from_environment()
+    debug = app_settings.setdefault("debug", _flag(os.environ.get("DEBUG")))
+    app_settings.setdefault("xheaders", True)
+
+    logging.config.dictConfig(
+        dict(log_config) if log_config is not None else logconfig.default_config(debug)
+    )
+    _init_sentry(app_settings, runner_settings.get("sentry_sdk_init"))
+
+    runner.process_count(runner_settings.get("number_of_procs", 0), debug)
+    try:
+        sockets = runner.bind(port)
+    except OSError as error:
+        LOGGER.critical("cannot listen on port %s: %s", port, error.strerror)
+        raise SystemExit(1) from None
+    runner.serve_until_stopped(
+        lambda: runner.Runner(create_application(**app_settings)), sockets
+    )
+
+
+def _port_from_environment() -> int:
+    value = os.environ.get("PORT", "8000")
+    try:
+        return int(value)
+    except ValueError:
+        sys.stderr.write(f"sprockets_http: PORT must be a number, not {value!r}\n")
+        raise SystemExit(2) from None
+
+
+def _flag(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+        "off",
+    )
+
+
+def _init_sentry(
+    settings: Mapping[str, Any], overrides: Mapping[str, Any] | None
+) -> None:
+    """Initialise Sentry when ``sentry_sdk`` is installed.
+
+    ``release`` comes from the ``version`` setting and ``environment`` from
+    the ``environment`` setting or the ``ENVIRONMENT`` environment variable;
+    ``overrides`` win over both.
+    """
+    try:
+        import sentry_sdk
+        from sentry_sdk.integrations.tornado import TornadoIntegration
+    except ImportError:
+        return
+    options: dict[str, Any] = {"integrations": [TornadoIntegration()]}
+    if settings.get("version"):
+        options["release"] = str(settings["version"])
+    environment = settings.get("environment") or os.environ.get("ENVIRONMENT")
+    if environment:
+        options["environment"] = environment
+    options.update(overrides or {})
+    sentry_sdk.init(**options)

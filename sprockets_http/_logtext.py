@@ -1,0 +1,26 @@
+"""Making client-supplied text safe to put in a log line.
+
+A request's URI, headers and reason phrase come from the client; written to a
+log as they are, a CR or LF in them starts a forged log line.  :func:`escape`
+turns every control character (and the Unicode line and paragraph
+separators) into a visible escape sequence, and escapes the quote and the
+backslash so that quoted fields stay unambiguous.
+"""
+
+from __future__ import annotations
+
+_ESCAPES: dict[int, str] = {code: f"\\x{code:02x}" for code in range(0x20)}
+_ESCAPES.update({0x7F: "\\x7f", 0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
+
+
+def escape(text: str) -> str:
+    """Return ``text`` with control characters, quotes and backslashes escaped.
+
+    >>> escape('GET /\\r\\nforged')
+    'GET /\\\\x0d\\\\x0aforged'
+    """
+    # Most values need nothing; checking first keeps the access log cheap.
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return text.translate(_ESCAPES)

@@ -1,0 +1,111 @@
+"""The logging set-up :func:`sprockets_http.run` installs by default.
+
+Two formats:
+
+``text``
+    One readable line per record, for a developer's terminal; the default
+    in debug mode.
+``json``
+    One JSON object per line, for log collectors; the default otherwise.
+    Every record carries ``timestamp``, ``level``, ``logger``, ``message``
+    and ``pid``, plus ``service`` and ``environment`` when the ``SERVICE``
+    and ``ENVIRONMENT`` environment variables are set, and ``exception``
+    (the formatted traceback) when there is one.  A traceback never spans
+    several lines of output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from typing import Any, Literal
+
+LogFormat = Literal["text", "json"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(process)d] %(name)s: %(message)s"
+"""The :class:`logging.Formatter` format of the ``text`` log format."""
+
+
+class JSONFormatter(logging.Formatter):
+    """Format each record as one line of JSON.
+
+    :param service: added to every record as ``service`` when not empty;
+        defaults to the ``SERVICE`` environment variable
+    :param environment: added as ``environment`` when not empty; defaults
+        to the ``ENVIRONMENT`` environment variable
+    """
+
+    def __init__(
+        self, service: str | None = None, environment: str | None = None
+    ) -> None:
+        super().__init__()
+        self._static: dict[str, str] = {}
+        service = os.environ.get("SERVICE") if service is None else service
+        environment = (
+            os.environ.get("ENVIRONMENT") if environment is None else environment
+        )
+        if service:
+            self._static["service"] = service
+        if environment:
+            self._static["environment"] = environment
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "timestamp": self._timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+            **self._static,
+        }
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            document["exception"] = record.exc_text
+        if record.stack_info:
+            document["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(document, ensure_ascii=False, default=str)
+
+    @staticmethod
+    def _timestamp(created: float) -> str:
+        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+def default_config(
+    debug: bool = False, log_format: LogFormat | None = None
+) -> dict[str, Any]:
+    """Build the :func:`logging.config.dictConfig` configuration ``run`` uses.
+
+    :param debug: log at DEBUG instead of INFO, and default to ``text``
+    :param log_format: ``text`` or ``json``; :data:`None` picks by ``debug``
+    :raises ValueError: for any other ``log_format``
+
+    Records go to standard error.  Loggers that exist already keep working.
+    """
+    if log_format is None:
+        log_format = "text" if debug else "json"
+    if log_format == "text":
+        formatter: dict[str, Any] = {"format": TEXT_FORMAT}
+    elif log_format == "json":
+        formatter = {"()": JSONFormatter}
+    else:
+        raise ValueError(f"log format must be 'text' or 'json', not {log_format!r}")
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {
+            "level": "DEBUG" if debug else "INFO",
+            "handlers": ["console"],
+        },
+    }
