@@ -1,0 +1,147 @@
+"""Real service processes for tests, and a plain HTTP client.
+
+:class:`Service` starts Python programs in their own process group with their
+output captured line by line.  Tests wait for log lines (no sleeping), send
+real signals, and every process group still alive at the end of the test is
+killed, even when the test failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVING = re.compile(r"serving on port (\d+)")
+
+
+class Service:
+    """A Python program running in its own process group.
+
+    :param args: arguments after ``python``, e.g. ``["-m", "examples.hello"]``
+    :param env: variables added to a copy of this process's environment;
+        ``PORT`` defaults to ``0`` so the kernel picks a free port
+    """
+
+    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None):
+        environment = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
+        environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [ROOT, os.environ.get("PYTHONPATH")])
+        )
+        environment.update(env or {})
+        self.process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def output(self) -> str:
+        with self._changed:
+            return "".join(self.lines)
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(
+        self, pattern: str, timeout: float = 15.0, start: int = 0
+    ) -> re.Match[str]:
+        """Wait until an output line (from line ``start`` on) matches ``pattern``.
+
+        :raises AssertionError: on timeout or when the process's output ends
+            first, with the output so far
+        """
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        index = start
+        with self._changed:
+            while True:
+                while index < len(self.lines):
+                    match = regex.search(self.lines[index])
+                    index += 1
+                    if match:
+                        return match
+                finished = not self._reader.is_alive()
+                remaining = deadline - time.monotonic()
+                if finished or remaining <= 0:
+                    raise AssertionError(
+                        f"no line matching {pattern!r} "
+                        f"({'output ended' if finished else 'timed out'}):\n"
+                        + "".join(self.lines)
+                    )
+                self._changed.wait(remaining)
+
+    def count(self, pattern: str) -> int:
+        """How many output lines so far match ``pattern``."""
+        regex = re.compile(pattern)
+        with self._changed:
+            return sum(1 for line in self.lines if regex.search(line))
+
+    def wait_serving(self, timeout: float = 15.0) -> int:
+        """Wait for the "serving on port N" line and return N."""
+        return int(self.wait_for(SERVING.pattern, timeout).group(1))
+
+    def send(self, signo: int) -> None:
+        """Send ``signo`` to the process (not to its group)."""
+        os.kill(self.process.pid, signo)
+
+    def wait(self, timeout: float = 15.0) -> int:
+        """Wait for the process to exit and return its status."""
+        try:
+            status = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running after {timeout}s:\n{self.output}"
+            ) from None
+        self._reader.join(timeout)
+        return status
+
+    def kill_group(self) -> None:
+        """SIGKILL every process in the group; harmless when none is left."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+def http_get(
+    port: int,
+    path: str = "/",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` from 127.0.0.1:``port`` on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
