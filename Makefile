@@ -28,7 +28,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy sprockets_http
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
 
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs

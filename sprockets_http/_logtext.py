@@ -2,15 +2,18 @@
 
 A request's URI, headers and reason phrase come from the client; written to a
 log as they are, a CR or LF in them starts a forged log line.  :func:`escape`
-turns every control character (and the Unicode line and paragraph
-separators) into a visible escape sequence, and escapes the quote and the
+turns every C0 and C1 control character (and the Unicode line and
+paragraph separators) into a visible escape sequence, and escapes the quote and the
 backslash so that quoted fields stay unambiguous.
 """
 
 from __future__ import annotations
 
-_ESCAPES: dict[int, str] = {code: f"\\x{code:02x}" for code in range(0x20)}
-_ESCAPES.update({0x7F: "\\x7f", 0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+# C0 and C1 controls (C1 includes NEL, a line break to some log shippers,
+# and CSI, a terminal escape), DEL, and the Unicode line separators.
+_CONTROLS = [*range(0x20), *range(0x7F, 0xA0)]
+_ESCAPES: dict[int, str] = {code: f"\\x{code:02x}" for code in _CONTROLS}
+_ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 _ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\"})
 
 

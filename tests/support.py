@@ -63,10 +63,11 @@ class Service:
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
+        with self.process.stdout:
+            for line in self.process.stdout:
+                with self._changed:
+                    self.lines.append(line)
+                    self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
 
@@ -129,6 +130,7 @@ class Service:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
+        self._reader.join(5)
 
 
 def http_get(
