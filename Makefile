@@ -10,9 +10,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The example extension package too: a test discovers its entry point.
+EXAMPLE_PACKAGE := examples/extension_package
+
 # Reinstall whenever the dependency list changes.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml $(EXAMPLE_PACKAGE)/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e $(EXAMPLE_PACKAGE)
 	touch $@
 
 run: $(STAMP)
