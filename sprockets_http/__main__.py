@@ -12,6 +12,8 @@ attribute, an unreadable env file, a port that is not a number...) exits
 with status 2 and one line on standard error; an error raised while the
 factory's module is imported is the application's own and shows its
 traceback.
+
+.. versionadded:: 3.0.0
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ them, turns their hooks into steps and tracks each one's
 :class:`ExtensionStatus`.  :func:`load_installed` finds extensions that
 installed packages publish in the :data:`ENTRY_POINT_GROUP` entry-point
 group.
+
+.. versionadded:: 3.0.0
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ ExtensionState = Literal[
     its ``shutdown`` hook is running;
 ``stopped``
     its ``shutdown`` hook finished.
+
+.. versionadded:: 3.0.0
 """
 
 

@@ -3,6 +3,8 @@
 Mount them on paths of the application's choosing, for example::
 
     app.Application([("/status", health.StatusHandler), ...])
+
+.. versionadded:: 3.0.0
 """
 
 from __future__ import annotations

@@ -59,3 +59,19 @@ def test_an_extension_published_by_an_installed_package_is_discovered(
     stopped = service.wait_for(r"heartbeat stopped after 0 beat\(s\)").string
     # extensions stop after the plain shutdown callbacks
     assert service.lines.index(shut_down) < service.lines.index(stopped)
+
+
+def test_an_unknown_extension_name_fails_the_start_listing_those_installed(
+    services: type[Service],
+) -> None:
+    service = services(
+        ["-m", "sprockets_http", "--log-format", "text", "tests.cli_app:make_app"],
+        env={"TEST_EXTENSIONS": "heartbeet"},
+    )
+
+    assert service.wait() == 70
+    assert "no installed package publishes an extension named 'heartbeet'" in (
+        service.output
+    )
+    assert "available: 'heartbeat'" in service.output
+    assert service.count("serving on port") == 0
