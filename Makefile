@@ -10,9 +10,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The example extension package too: a test discovers its entry point.
+EXAMPLE_PACKAGE := examples/extension_package
+
 # Reinstall whenever the dependency list changes.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml $(EXAMPLE_PACKAGE)/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e $(EXAMPLE_PACKAGE)
 	touch $@
 
 run: $(STAMP)
@@ -20,9 +23,12 @@ run: $(STAMP)
 
 test: lint typecheck pytest docs
 
+# Only the folders that exist yet: ruff fails on a missing path.
+LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs)
+
 lint: $(STAMP)
-	$(BIN)/ruff check sprockets_http tests examples benchmarks docs
-	$(BIN)/ruff format --check sprockets_http tests examples benchmarks docs
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy sprockets_http

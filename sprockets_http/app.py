@@ -17,6 +17,13 @@ service's lifecycle callbacks in :attr:`~CallbackManager.runner_callbacks`:
 Any callback may be a plain function, return an awaitable, or be a coroutine
 function; awaitables are awaited before the next callback starts.
 
+Extensions (:mod:`sprockets_http.extensions`), added with
+:meth:`~CallbackManager.add_extension` or named in the ``extensions``
+setting, hook into the same phases: their ``before_run`` and ``on_start``
+hooks run before the callbacks of the phase, and their ``shutdown`` hooks
+after the ``shutdown`` callbacks, so callbacks can use what extensions
+provide from start to end.
+
 :func:`wrap_application` gives a plain :class:`tornado.web.Application` the
 same interface, which is what :func:`sprockets_http.run` does with whatever
 the application factory returns.
@@ -27,13 +34,18 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import tornado
 from tornado import httputil, ioloop, web
 
 from sprockets_http import _lifecycle, _logtext
+from sprockets_http.extensions import (
+    ExtensionRegistry,
+    ExtensionStatus,
+    load_installed,
+)
 
 Callback = Callable[..., Any]
 """A lifecycle callback: sync, returning an awaitable, or a coroutine function."""
@@ -50,9 +62,14 @@ class CallbackManager:
     """The lifecycle half of an application.
 
     :param tornado_application: the application handed to callbacks
+    :raises sprockets_http.extensions.ExtensionError: when the ``extensions``
+        setting names an extension no installed package publishes, or one
+        that cannot be added
 
     Mixed into :class:`Application` and used by :func:`wrap_application` to
-    adapt a plain Tornado application.
+    adapt a plain Tornado application.  The extensions named in the
+    ``extensions`` setting are loaded and added here, before any added with
+    :meth:`add_extension`.
     """
 
     settings: dict[str, Any]
@@ -63,6 +80,10 @@ class CallbackManager:
         self.runner_callbacks: dict[str, list[Callback]] = {
             phase: [] for phase in PHASES
         }
+        self._extensions = ExtensionRegistry()
+        configured = tornado_application.settings.get("extensions") or ()
+        for extension, version in load_installed(configured):
+            self._extensions.add(extension, version)
 
     @property
     def tornado_application(self) -> web.Application:
@@ -84,6 +105,33 @@ class CallbackManager:
         """The ``shutdown`` callbacks, in the order they run."""
         return self.runner_callbacks["shutdown"]
 
+    @property
+    def extensions(self) -> Mapping[str, ExtensionStatus]:
+        """The registered extensions: name to status, in registration order.
+
+        A read-only view that follows every change of state.
+
+        .. versionadded:: 3.0.0
+        """
+        return self._extensions.statuses
+
+    def add_extension(self, extension: object) -> None:
+        """Register a lifecycle extension.
+
+        :param extension: an object with a non-empty ``name`` and any of
+            the attributes and hooks described in
+            :mod:`sprockets_http.extensions`
+        :raises sprockets_http.extensions.ExtensionError: at once when the
+            name is missing, empty or already registered, when a declaration
+            is malformed, or when the application has started
+
+        The order of the extensions is settled when the application starts:
+        a need that no extension provides, or a cycle, fails the start-up.
+
+        .. versionadded:: 3.0.0
+        """
+        self._extensions.add(extension)
+
     def phase_steps(
         self, phase: str, io_loop: ioloop.IOLoop | None = None
     ) -> list[_lifecycle.Step]:
@@ -92,18 +140,25 @@ class CallbackManager:
         :param phase: one of :data:`PHASES`
         :param io_loop: passed to ``before_run`` and ``on_start`` callbacks
 
+        Extension hooks come before the callbacks in ``before_run`` and
+        ``on_start``, and after them in ``shutdown``.
+
         .. versionadded:: 3.0.0
         """
         args: tuple[Any, ...] = (self.tornado_application,)
         if phase != "shutdown":
             args += (io_loop,)
-        return [
+        callbacks = [
             _lifecycle.Step(
                 f"{phase} callback {_lifecycle.describe(callback)}",
                 functools.partial(callback, *args),
             )
             for callback in self.runner_callbacks[phase]
         ]
+        hooks = self._extensions.steps(phase, args)
+        if phase == "shutdown":
+            return callbacks + hooks
+        return hooks + callbacks
 
     async def run_before_run(self, io_loop: ioloop.IOLoop) -> None:
         """Run the ``before_run`` callbacks.

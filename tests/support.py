@@ -13,6 +13,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,16 +28,23 @@ class Service:
     """A Python program running in its own process group.
 
     :param args: arguments after ``python``, e.g. ``["-m", "examples.hello"]``
-    :param env: variables added to a copy of this process's environment;
-        ``PORT`` defaults to ``0`` so the kernel picks a free port
+    :param env: variables added to a copy of this process's environment
+        (:data:`None` removes a variable); ``PORT`` defaults to ``0`` so the
+        kernel picks a free port
     """
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None):
+    def __init__(
+        self, args: Sequence[str], env: Mapping[str, str | None] | None = None
+    ):
         environment = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
         environment["PYTHONPATH"] = os.pathsep.join(
             filter(None, [ROOT, os.environ.get("PYTHONPATH")])
         )
-        environment.update(env or {})
+        for name, value in (env or {}).items():
+            if value is None:
+                environment.pop(name, None)
+            else:
+                environment[name] = value
         self.process = subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,
@@ -131,6 +139,13 @@ class Service:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
         self._reader.join(5)
+
+
+def free_port() -> int:
+    """A TCP port that nothing listens on right now, for a service to bind."""
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
 
 
 def http_get(

@@ -1,0 +1,1 @@
+"""Runnable example services: start one with ``python -m examples.<name>``."""

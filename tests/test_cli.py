@@ -1,0 +1,160 @@
+"""``python -m sprockets_http``, run as a real process with real signals."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from support import Service, free_port, http_get
+
+FACTORY = "tests.cli_app:make_app"
+SERVING_PID = r"serving on port (\d+) \(pid (\d+)\)"
+
+
+def cli(
+    services: type[Service], *args: str, env: dict[str, str | None] | None = None
+) -> Service:
+    return services(["-m", "sprockets_http", *args], env=env)
+
+
+def test_serves_the_factory_until_sigterm(services: type[Service]) -> None:
+    service = cli(services, "--log-format", "json", FACTORY)
+    port = service.wait_serving()
+
+    status, _, body = http_get(port, "/env?name=PORT")
+    service.send(signal.SIGTERM)
+
+    assert status == 200
+    assert json.loads(body) == {"PORT": "0"}
+    assert service.wait() == 0
+    records = [json.loads(line) for line in service.lines]
+    messages = [record["message"] for record in records]
+    assert "received SIGTERM, stopping" in messages
+    assert messages[-2:] == ["cli_app shut down", "stopped"]
+
+
+def test_the_port_option_beats_the_environment(services: type[Service]) -> None:
+    port = free_port()
+    service = cli(services, "--port", str(port), FACTORY, env={"PORT": "0"})
+
+    assert service.wait_serving() == port
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "kept"),
+    [([], "from the environment"), (["--env-override"], "from the file")],
+    ids=["environment wins", "--env-override"],
+)
+def test_the_env_file_is_read_before_the_factory_is_imported(
+    services: type[Service], tmp_path: Path, options: list[str], kept: str
+) -> None:
+    port = free_port()
+    env_file = tmp_path / "service.env"
+    env_file.write_text(
+        "# settings for the test\n"
+        'export GREETING="hello, world"  # a comment after a value\n'
+        "KEPT='from the file'\n"
+        f"PORT={port}\n"
+    )
+    service = cli(
+        services,
+        "--env-file",
+        str(env_file),
+        *options,
+        FACTORY,
+        env={"PORT": None, "KEPT": "from the environment"},
+    )
+
+    assert service.wait_serving() == port
+    status, _, body = http_get(port, "/env?name=GREETING&name=KEPT")
+    service.send(signal.SIGTERM)
+
+    assert status == 200
+    assert json.loads(body) == {"GREETING": "hello, world", "KEPT": kept}
+    assert service.wait() == 0
+
+
+def test_procs_2_runs_two_workers(services: type[Service]) -> None:
+    service = cli(services, "--procs", "2", "--log-format", "text", FACTORY)
+
+    first = service.wait_for(f"{SERVING_PID}|multiple processes are not supported")
+    if first.group(1) is None:
+        service.send(signal.SIGTERM)
+        service.wait()
+        pytest.xfail("this branch runs one process; workers come with issue 3")
+    first_line = service.lines.index(first.string)
+    second = service.wait_for(SERVING_PID, start=first_line + 1)
+    service.send(signal.SIGTERM)
+
+    assert first.group(1) == second.group(1)
+    assert first.group(2) != second.group(2)
+    assert service.wait() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {}, "the following arguments are required: MODULE:CALLABLE"),
+        (["tests.cli_app"], {}, "'tests.cli_app' is not MODULE:CALLABLE"),
+        ([":make_app"], {}, "':make_app' is not MODULE:CALLABLE"),
+        (["no_such_service:make_app"], {}, "no module named 'no_such_service'"),
+        (["tests.no_such:make_app"], {}, "no module named 'tests.no_such'"),
+        (["no_such.app:make_app"], {}, "no module named 'no_such'"),
+        (
+            ["tests.cli_app:make_ap"],
+            {},
+            "module 'tests.cli_app' has no attribute 'make_ap'",
+        ),
+        (
+            ["tests.cli_app:NOT_CALLABLE"],
+            {},
+            "'tests.cli_app:NOT_CALLABLE' is not callable: it is 'dict'",
+        ),
+        (
+            ["--env-file", "missing.env", FACTORY],
+            {},
+            "cannot read env file 'missing.env': No such file or directory",
+        ),
+        (
+            ["--env-file", "tests", FACTORY],
+            {},
+            "cannot read env file 'tests': Is a directory",
+        ),
+        (["--port", "http", FACTORY], {}, "argument --port: 'http' is not a port"),
+        (["--port", "70000", FACTORY], {}, "argument --port: 70000 is not a port"),
+        ([FACTORY], {"PORT": "http"}, "PORT must be a number, not 'http'"),
+        (["--procs", "two", FACTORY], {}, "'two' is not a number of processes"),
+        (
+            ["--shutdown-delay", "soon", FACTORY],
+            {},
+            "'soon' is not a number of seconds",
+        ),
+        (["--log-format", "xml", FACTORY], {}, "invalid choice: 'xml'"),
+        (["--workers", FACTORY], {}, "unrecognized arguments: --workers"),
+    ],
+)
+def test_a_usage_error_exits_2_with_one_line_and_no_traceback(
+    services: type[Service], args: list[str], env: dict[str, str], message: str
+) -> None:
+    service = cli(services, *args, env=env)
+
+    assert service.wait() == 2
+    assert len(service.lines) == 1, service.output
+    assert message in service.lines[0]
+
+
+def test_an_import_error_inside_the_module_shows_its_traceback(
+    services: type[Service],
+) -> None:
+    service = cli(services, "tests.cli_broken_app:make_app")
+
+    assert service.wait() == 1
+    assert "Traceback (most recent call last)" in service.output
+    assert re.search(
+        r"No module named 'a_dependency_nobody_installed'$", service.output, re.M
+    )
