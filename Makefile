@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+# Only the folders that exist: examples/ and benchmarks/ may not be there yet.
+LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs)
 
 .PHONY: run test lint typecheck pytest docs bench clean
 
@@ -21,8 +23,8 @@ run: $(STAMP)
 test: lint typecheck pytest docs
 
 lint: $(STAMP)
-	$(BIN)/ruff check sprockets_http tests examples benchmarks docs
-	$(BIN)/ruff format --check sprockets_http tests examples benchmarks docs
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy sprockets_http

@@ -5,7 +5,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import sprockets_http  # noqa: E402
+import sprockets_http
 
 project = "sprockets_http"
 copyright = "sprockets_http contributors"
