@@ -272,10 +272,17 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
     It knows which connections sit idle between requests.  Once draining,
     it closes idle connections at once and every other connection as soon
     as its request is answered, and resolves a future when none are left.
+
+    A connection that has not sent its first request yet does not count as
+    idle: it was accepted just before the drain and its request may be on
+    its way, so the drain waits for that request and answers it.
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
+        # Connections past their first request, and those of them waiting
+        # for their next one.
+        self._known: set[http1connection.HTTP1ServerConnection] = set()
         self._idle: set[http1connection.HTTP1ServerConnection] = set()
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
@@ -284,9 +291,12 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         # Tornado calls this when a connection starts waiting for its next
-        # request: the previous one, if any, has been answered.
+        # request: right after it was accepted, and after each answer.
         conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
         delegate = super().start_request(server_conn, request_conn)
+        if conn not in self._known:
+            self._known.add(conn)
+            return delegate
         if self._draining:
             conn.stream.close()
             return delegate
@@ -295,9 +305,9 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
-        self._idle.discard(
-            typing.cast(http1connection.HTTP1ServerConnection, server_conn)
-        )
+        conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
+        self._known.discard(conn)
+        self._idle.discard(conn)
         if self._draining and not self._connections:
             self._drain_done()
 
