@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+# Only the folders that exist: examples/ and benchmarks/ may not be there yet.
+LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs)
 
 .PHONY: run test lint typecheck pytest docs bench clean
 

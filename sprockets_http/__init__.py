@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -22,16 +23,16 @@ from typing import Any
 
 from tornado import web
 
-from sprockets_http import app, logconfig, runner
+from sprockets_http import app, logconfig, runner, supervisor
 from sprockets_http.app import CallbackManager
 
 __version__ = "3.0.0"
 
-__all__ = ["__version__", "app", "logconfig", "run", "runner"]
+__all__ = ["__version__", "app", "logconfig", "run", "runner", "supervisor"]
 
 LOGGER = logging.getLogger("sprockets_http")
 
-RUNNER_SETTINGS = ("port", "number_of_procs", "sentry_sdk_init")
+RUNNER_SETTINGS = ("port", "number_of_procs", "shutdown_delay", "sentry_sdk_init")
 """Settings that configure the runner and are not passed to the factory."""
 
 
@@ -52,14 +53,22 @@ def run(
         :data:`None` installs :func:`sprockets_http.logconfig.default_config`
     :raises SystemExit: 70 when the factory or a ``before_run`` callback
         failed, 1 when the port cannot be bound, 2 when a setting from the
-        environment is malformed
+        environment is malformed, and the statuses listed in
+        :mod:`sprockets_http.supervisor` with several processes
 
     Settings:
 
     ``port``
         TCP port; else the ``PORT`` environment variable; else 8000.
     ``number_of_procs``
-        Processes to run; 0 (the default) means one per CPU.
+        Processes to run; 0 (the default) means one per CPU, 1 one process
+        without a supervisor, more a supervising parent and that many
+        workers (see :mod:`sprockets_http.supervisor`).
+    ``shutdown_delay``
+        Seconds the service keeps serving after SIGTERM while its
+        :class:`~sprockets_http.health.HealthHandler` fails, before it
+        drains; else the ``SHUTDOWN_DELAY`` environment variable; else 0.
+        See :attr:`sprockets_http.runner.Runner.shutdown_delay`.
     ``debug``
         Tornado's debug mode, which also runs one process; else true when
         the ``DEBUG`` environment variable is set and not ``0``.
@@ -76,23 +85,31 @@ def run(
         key: app_settings.pop(key) for key in RUNNER_SETTINGS if key in app_settings
     }
     port = runner_settings.get("port") or _port_from_environment()
+    shutdown_delay = _shutdown_delay(runner_settings.get("shutdown_delay"))
     debug = app_settings.setdefault("debug", _flag(os.environ.get("DEBUG")))
     app_settings.setdefault("xheaders", True)
 
     logging.config.dictConfig(
         dict(log_config) if log_config is not None else logconfig.default_config(debug)
     )
-    _init_sentry(app_settings, runner_settings.get("sentry_sdk_init"))
-
-    runner.process_count(runner_settings.get("number_of_procs", 0), debug)
+    processes = supervisor.process_count(
+        runner_settings.get("number_of_procs", 0), debug
+    )
     try:
         sockets = runner.bind(port)
     except OSError as error:
         LOGGER.critical("cannot listen on port %s: %s", port, error.strerror)
         raise SystemExit(1) from None
-    runner.serve_until_stopped(
-        lambda: runner.Runner(create_application(**app_settings)), sockets
-    )
+
+    def make_runner() -> runner.Runner:
+        # Called in each serving process: Sentry may start threads, which
+        # must not exist in a parent that forks.
+        _init_sentry(app_settings, runner_settings.get("sentry_sdk_init"))
+        service = runner.Runner(create_application(**app_settings))
+        service.shutdown_delay = shutdown_delay
+        return service
+
+    supervisor.serve(make_runner, sockets, processes)
 
 
 def _port_from_environment() -> int:
@@ -102,6 +119,25 @@ def _port_from_environment() -> int:
     except ValueError:
         sys.stderr.write(f"sprockets_http: PORT must be a number, not {value!r}\n")
         raise SystemExit(2) from None
+
+
+def _shutdown_delay(setting: float | None) -> float:
+    if setting is not None:
+        if not setting >= 0:  # also refuses NaN
+            raise ValueError(f"shutdown_delay must be 0 or more, not {setting!r}")
+        return float(setting)
+    value = os.environ.get("SHUTDOWN_DELAY", "0")
+    try:
+        delay = float(value)
+    except ValueError:
+        delay = math.nan
+    if not delay >= 0:
+        sys.stderr.write(
+            "sprockets_http: SHUTDOWN_DELAY must be a number of seconds, "
+            f"not {value!r}\n"
+        )
+        raise SystemExit(2)
+    return delay
 
 
 def _flag(value: str | None) -> bool:

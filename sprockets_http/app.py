@@ -251,6 +251,15 @@ class Application(CallbackManager, web.Application):
       or ``service`` from the settings, else no header at all.
     """
 
+    draining: bool = False
+    """:data:`True` from the moment the runner received its first stop signal.
+
+    The runner sets it (on a plain :class:`tornado.web.Application` too) and
+    :class:`~sprockets_http.health.HealthHandler` reads it.
+
+    .. versionadded:: 3.0.0
+    """
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         web.Application.__init__(self, *args, **kwargs)
         CallbackManager.__init__(self, self)

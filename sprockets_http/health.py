@@ -1,8 +1,17 @@
-"""Request handlers that tell operators and orchestrators how a service is.
+"""Request handlers that tell orchestrators and operators how a service is.
 
-Mount them on paths of the application's choosing, for example::
+Mount them on paths of your choosing::
 
-    app.Application([("/status", health.StatusHandler), ...])
+    from sprockets_http import app, health
+
+    def make_app(**settings):
+        return app.Application(
+            [("/health", health.HealthHandler), ("/status", health.StatusHandler)],
+            **settings,
+        )
+
+and point the readiness probe of Kubernetes, or the health check of a load
+balancer, at the health path (see :doc:`deployment`).
 
 .. versionadded:: 3.0.0
 """
@@ -12,6 +21,37 @@ from __future__ import annotations
 from tornado import web
 
 from sprockets_http.app import CallbackManager
+
+
+class HealthHandler(web.RequestHandler):
+    """Readiness: is this process taking new requests?
+
+    ``GET`` (and ``HEAD``) answer ``200 {"status": "ok"}`` while the process
+    serves, and ``503 {"status": "draining"}`` from the moment it received
+    SIGTERM or SIGINT, including the whole ``shutdown_delay`` during which it
+    still serves every other request.  Responses are never cached.
+
+    It reads the application's ``draining`` attribute, which the runner
+    sets (see :attr:`sprockets_http.app.Application.draining`); an
+    application that no runner serves is always ``ok``.
+
+    .. versionadded:: 3.0.0
+    """
+
+    access_log_failures_only = True  # probes every few seconds are noise
+
+    def get(self) -> None:
+        """Answer with the status document."""
+        self.set_header("Cache-Control", "no-store")
+        if getattr(self.application, "draining", False):
+            self.set_status(503)
+            self.finish({"status": "draining"})
+        else:
+            self.finish({"status": "ok"})
+
+    def head(self) -> None:
+        """Answer like ``GET``, without the body."""
+        self.get()
 
 
 class StatusHandler(web.RequestHandler):

@@ -7,14 +7,20 @@ through its whole life on the running asyncio loop:
    :data:`EXIT_START_FAILED` after the ``shutdown`` callbacks ran);
 2. start accepting connections on sockets bound beforehand, then run the
    ``on_start`` callbacks;
-3. on SIGTERM or SIGINT, stop accepting, close idle keep-alive connections
-   at once, let in-flight requests finish (for at most
-   :attr:`Runner.shutdown_limit` seconds), then run the ``shutdown``
+3. on SIGTERM or SIGINT, mark the application as draining (so that
+   :class:`~sprockets_http.health.HealthHandler` fails), keep serving for
+   :attr:`Runner.shutdown_delay` seconds, then stop accepting, close idle
+   keep-alive connections at once, let in-flight requests finish (for at
+   most :attr:`Runner.shutdown_limit` seconds), run the ``shutdown``
    callbacks and return.
 
 Nothing polls: the drain ends the moment the last connection closes, so an
 idle service exits as soon as its ``shutdown`` callbacks are done.  A second
-signal during the drain stops waiting for in-flight requests.
+signal ends the ``shutdown_delay`` at once and stops waiting for in-flight
+requests.
+
+When the ``NOTIFY_SOCKET`` environment variable is set, the runner tells
+systemd ``READY=1`` once it serves and ``STOPPING=1`` when a stop begins.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 
 from tornado import http1connection, httpserver, httputil, ioloop, netutil, web
 
-from sprockets_http import _lifecycle
+from sprockets_http import _lifecycle, _systemd
 from sprockets_http.app import Callback, CallbackManager, wrap_application
 
 EXIT_START_FAILED = 70
@@ -62,31 +68,17 @@ def bind(port: int, address: str | None = None) -> list[socket.socket]:
     return netutil.bind_sockets(port, address=address)
 
 
-def process_count(number_of_procs: int, debug: bool) -> int:
-    """How many processes to run for the ``number_of_procs`` setting.
-
-    :param number_of_procs: 0 for one per CPU, else the count
-    :param debug: debug mode always runs one process
-    """
-    if debug:
-        return 1
-    wanted = number_of_procs or os.cpu_count() or 1
-    if wanted != 1:
-        logging.getLogger("sprockets_http.runner").warning(
-            "number_of_procs=%d: multiple processes are not supported yet, running one",
-            number_of_procs,
-        )
-    return 1
-
-
 def serve_until_stopped(
-    make_runner: Callable[[], Runner], sockets: list[socket.socket]
+    make_runner: Callable[[], Runner],
+    sockets: list[socket.socket],
+    on_ready: Callable[[Runner], None] | None = None,
 ) -> None:
     """Run :meth:`Runner.serve` in a new asyncio loop; the blocking part.
 
     :param make_runner: called inside the running loop, so that the
         application and whatever it creates belong to that loop
     :param sockets: the bound listening sockets
+    :param on_ready: passed to :meth:`Runner.serve`
     :raises SystemExit: with the status :meth:`Runner.serve` returned
         when it is not 0; with :data:`EXIT_START_FAILED` when
         ``make_runner`` raised
@@ -100,7 +92,7 @@ def serve_until_stopped(
                 "creating the application failed"
             )
             return EXIT_START_FAILED
-        return await runner.serve(sockets)
+        return await runner.serve(sockets, on_ready)
 
     status = asyncio.run(main())
     if status:
@@ -122,6 +114,14 @@ class Runner:
        arrived, and seconds each ``shutdown`` callback may take.
        Default 5.
 
+    .. attribute:: shutdown_delay
+
+       Seconds the service keeps accepting and serving after the first stop
+       signal, while its health check already fails, so that load balancers
+       take it out of rotation before it stops listening.  Default 0.
+
+       .. versionadded:: 3.0.0
+
     .. attribute:: wait_timeout
 
        Kept for compatibility with ``sprockets.http``; nothing polls any
@@ -139,27 +139,58 @@ class Runner:
         self.logger = logging.getLogger("sprockets_http.runner")
         self.server: _DrainingHTTPServer | None = None
         self.shutdown_limit = 5.0
+        self.shutdown_delay = 0.0
         self.wait_timeout = 1.0
         self._stop_signal: asyncio.Future[int] | None = None
+        self._hurry: asyncio.Event | None = None
+
+    @property
+    def stop_budget(self) -> float:
+        """The longest a graceful stop may take, in seconds.
+
+        ``shutdown_delay`` + ``shutdown_limit`` for the drain +
+        ``shutdown_limit`` per ``shutdown`` callback (each is cancelled when
+        it takes longer).  A synchronous callback that blocks cannot be
+        cancelled, so this is a promise only for well-behaved callbacks.
+
+        .. versionadded:: 3.0.0
+        """
+        callbacks = len(self.application.on_shutdown_callbacks)
+        return self.shutdown_delay + self.shutdown_limit * (1 + callbacks)
 
     def run(self, port: int, number_of_procs: int = 0) -> None:
         """Bind ``port`` and serve until a stop signal; the blocking entry point.
 
         :param port: the TCP port to listen on
-        :param number_of_procs: how many processes to run; this version
-            always runs one and logs a warning when asked for more
+        :param number_of_procs: how many processes to run, see
+            :func:`sprockets_http.supervisor.process_count`; with more than
+            one, this application is created once here and every worker
+            process serves its own copy of it
         :raises SystemExit: with :data:`EXIT_START_FAILED` when a
-            ``before_run`` callback failed
+            ``before_run`` callback failed, and with the statuses listed in
+            :mod:`sprockets_http.supervisor` for several processes
 
-        It creates and runs its own asyncio loop with :func:`asyncio.run`.
+        It creates and runs its own asyncio loop with :func:`asyncio.run`,
+        in each worker process when there are several.
         """
-        process_count(number_of_procs, bool(self.application.settings.get("debug")))
-        serve_until_stopped(lambda: self, bind(port))
+        # The supervisor is built on this module, hence the late import.
+        from sprockets_http import supervisor
 
-    async def serve(self, sockets: list[socket.socket]) -> int:
+        processes = supervisor.process_count(
+            number_of_procs, bool(self.application.settings.get("debug"))
+        )
+        supervisor.serve(lambda: self, bind(port), processes)
+
+    async def serve(
+        self,
+        sockets: list[socket.socket],
+        on_ready: Callable[[Runner], None] | None = None,
+    ) -> int:
         """Take the application through its whole life on the running loop.
 
         :param sockets: listening sockets, bound beforehand (see :func:`bind`)
+        :param on_ready: called with this runner once the ``before_run``
+            callbacks are done and the sockets accept connections
         :returns: 0 after a graceful stop, :data:`EXIT_START_FAILED` when a
             ``before_run`` callback failed
 
@@ -171,6 +202,7 @@ class Runner:
         io_loop = ioloop.IOLoop.current()
         loop = asyncio.get_running_loop()
         self._stop_signal = loop.create_future()
+        self._hurry = asyncio.Event()
         for signo in STOP_SIGNALS:
             loop.add_signal_handler(signo, self._on_signal, signo)
         try:
@@ -181,8 +213,12 @@ class Runner:
                 return EXIT_START_FAILED
             if not self._stop_signal.done():
                 self._listen(sockets)
+                _systemd.notify("READY=1")
+                if on_ready is not None:
+                    on_ready(self)
                 on_start = asyncio.ensure_future(self.application.run_on_start(io_loop))
                 await self._stop_signal
+                await self._serve_while_failing_health()
                 on_start.cancel()  # a slow on_start must not outlive the service
             await _lifecycle.run_steps(
                 "drain",
@@ -190,7 +226,7 @@ class Runner:
                 stop_on_failure=False,
             )
             await self.application.run_shutdown(self.shutdown_limit)
-            self.logger.info("stopped")
+            self.logger.info("stopped (pid %d)", os.getpid())
             return 0
         finally:
             for signo in STOP_SIGNALS:
@@ -242,20 +278,37 @@ class Runner:
 
     def _on_signal(self, signo: int) -> None:
         name = signal.Signals(signo).name
-        if self._stop_signal is None:
+        if self._stop_signal is None or self._hurry is None:
             return
         if not self._stop_signal.done():
-            self.logger.info("received %s, stopping", name)
+            self.logger.info("received %s, stopping (pid %d)", name, os.getpid())
+            _mark_draining(self.application.tornado_application)
+            _systemd.notify("STOPPING=1")
             self._stop_signal.set_result(signo)
-        elif self.server is not None:
-            self.logger.warning(
-                "received %s again, not waiting for in-flight requests", name
-            )
+            return
+        self.logger.warning(
+            "received %s again, not waiting any longer (pid %d)", name, os.getpid()
+        )
+        self._hurry.set()
+        if self.server is not None:
             self.server.abandon_drain()
+
+    async def _serve_while_failing_health(self) -> None:
+        assert self._hurry is not None
+        if self.shutdown_delay <= 0 or self._hurry.is_set():
+            return
+        self.logger.info(
+            "health check failing, still serving for %.1f s (pid %d)",
+            self.shutdown_delay,
+            os.getpid(),
+        )
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._hurry.wait(), self.shutdown_delay)
 
     async def _drain(self) -> None:
         if self.server is None:
             return
+        self.logger.info("draining (pid %d)", os.getpid())
         self.server.begin_drain()
         left = await self.server.wait_drained(self.shutdown_limit)
         if left:
@@ -263,7 +316,14 @@ class Runner:
                 "closing %d connection(s) with requests still in flight", left
             )
             await self.server.close_all_connections()
-        self.logger.info("drained")
+        self.logger.info("drained (pid %d)", os.getpid())
+
+
+def _mark_draining(tornado_application: web.Application) -> None:
+    # HealthHandler reads this attribute; a plain Tornado application, which
+    # does not declare it, gets it too.
+    application: Any = tornado_application
+    application.draining = True
 
 
 class _DrainingHTTPServer(httpserver.HTTPServer):
@@ -272,10 +332,17 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
     It knows which connections sit idle between requests.  Once draining,
     it closes idle connections at once and every other connection as soon
     as its request is answered, and resolves a future when none are left.
+
+    A connection that has not sent its first request yet does not count as
+    idle: it was accepted just before the drain and its request may be on
+    its way, so the drain waits for that request and answers it.
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
+        # Connections past their first request, and those of them waiting
+        # for their next one.
+        self._known: set[http1connection.HTTP1ServerConnection] = set()
         self._idle: set[http1connection.HTTP1ServerConnection] = set()
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
@@ -284,9 +351,12 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
         # Tornado calls this when a connection starts waiting for its next
-        # request: the previous one, if any, has been answered.
+        # request: right after it was accepted, and after each answer.
         conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
         delegate = super().start_request(server_conn, request_conn)
+        if conn not in self._known:
+            self._known.add(conn)
+            return delegate
         if self._draining:
             conn.stream.close()
             return delegate
@@ -295,9 +365,9 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
-        self._idle.discard(
-            typing.cast(http1connection.HTTP1ServerConnection, server_conn)
-        )
+        conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
+        self._known.discard(conn)
+        self._idle.discard(conn)
         if self._draining and not self._connections:
             self._drain_done()
 

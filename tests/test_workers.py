@@ -1,0 +1,283 @@
+"""Several worker processes under a supervising parent: real processes, real signals.
+
+Every service is ``tests/apps/workers_app.py``; the tests follow it through its
+log lines and its ``event:`` lines, and look at the real processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from support import Service, http_get
+
+from sprockets_http import runner, supervisor
+
+APP = ["-m", "tests.apps.workers_app"]
+ALL_READY = r"all 2 workers ready"
+STARTED = r"worker (\d+) started"
+
+
+def start_workers(services: type[Service], **env: str) -> tuple[Service, int, set[int]]:
+    """Start the app with two workers; return it, its port and the worker pids."""
+    service = services(APP, env={"WORKERS": "2", **env})
+    service.wait_for(ALL_READY)
+    port = service.wait_serving()
+    pids = worker_pids(service)
+    assert len(pids) == 2, service.output
+    assert children(service.pid) == pids
+    return service, port, pids
+
+
+def worker_pids(service: Service) -> set[int]:
+    """The pids of every worker the service started so far."""
+    return {int(pid) for pid in re.findall(STARTED, service.output)}
+
+
+def children(pid: int) -> set[int]:
+    """The live (not zombie) child processes of ``pid``, from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.add(int(entry))
+    return found
+
+
+def wait_gone(pid: int, timeout: float = 15.0) -> None:
+    """Wait until process ``pid`` has terminated (a zombie counts as gone)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        # A pidfd becomes readable when its process terminates.
+        readable, _, _ = select.select([fd], [], [], timeout)
+        assert readable, f"process {pid} still running after {timeout}s"
+    finally:
+        os.close(fd)
+
+
+def assert_exit(service: Service, status: int) -> None:
+    assert service.wait() == status, service.output
+
+
+def served_by(port: int) -> int:
+    status, _, body = http_get(port, "/")
+    assert status == 200
+    return int(json.loads(body)["pid"])
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    """A datagram socket in the abstract namespace, like systemd's."""
+    name = f"@sprockets-http-test-{uuid.uuid4().hex}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name[1:])
+    sock.settimeout(15)
+    yield sock, name
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    ("signo", "delay"), [(signal.SIGTERM, "0.3"), (signal.SIGINT, "0")]
+)
+def test_stop_signal_stops_every_worker_after_its_callbacks(
+    services: type[Service],
+    notify_socket: tuple[socket.socket, str],
+    signo: signal.Signals,
+    delay: str,
+) -> None:
+    sock, name = notify_socket
+    service, port, pids = start_workers(
+        services, NOTIFY_SOCKET=name, SHUTDOWN_DELAY=delay
+    )
+    for pid in pids:
+        service.wait_for(f"event: before_run pid={pid}")
+        service.wait_for(f"event: on_start pid={pid}")
+    assert sock.recv(64) == b"READY=1"
+    assert served_by(port) in pids
+
+    service.send(signo)
+    assert_exit(service, 0)
+    assert sock.recv(64) == b"STOPPING=1"
+    for pid in pids:
+        assert service.count(f"event: shutdown pid={pid}") == 1
+        assert service.count(rf"drained \(pid {pid}\)") == 1
+        assert service.count(f"worker {pid} exited with status 0") == 1
+        wait_gone(pid)
+
+
+def test_before_run_failure_exits_70_without_restarting(
+    services: type[Service],
+) -> None:
+    service = services(APP, env={"WORKERS": "2", "FAIL_BEFORE_RUN": "1"})
+    assert_exit(service, runner.EXIT_START_FAILED)
+    assert service.count(STARTED) == 2
+    assert service.count("failed to start, stopping the service") >= 1
+    assert service.count("event: on_start") == 0
+
+
+def test_killed_worker_is_replaced_with_growing_backoff(
+    services: type[Service],
+) -> None:
+    service, port, pids = start_workers(services)
+    victims = [min(pids)]
+    for delay in ("0.5", "1.0"):  # two quick deaths in a row
+        mark = len(service.lines)
+        os.kill(victims[-1], signal.SIGKILL)
+        service.wait_for(f"worker {victims[-1]} exited with status -9", start=mark)
+        service.wait_for(
+            f"worker {victims[-1]} exited unexpectedly, replacing it in {delay} s",
+            start=mark,
+        )
+        pattern = rf"worker (\d+) started in place of worker {victims[-1]}"
+        replacement = int(service.wait_for(pattern, start=mark).group(1))
+        service.wait_for(f"worker {replacement} ready", start=mark)
+        victims.append(replacement)
+    assert children(service.pid) == pids - {victims[0]} | {victims[-1]}
+    assert served_by(port) in pids | {victims[-1]}
+
+    service.send(signal.SIGTERM)
+    assert_exit(service, 0)
+
+
+def test_killed_parent_leaves_no_worker(services: type[Service]) -> None:
+    service, _, pids = start_workers(services)
+    service.send(signal.SIGKILL)
+    for pid in pids:
+        # The workers notice on their own and stop gracefully.
+        service.wait_for(rf"supervisor is gone, stopping \(pid {pid}\)")
+        service.wait_for(f"event: shutdown pid={pid}")
+        wait_gone(pid)
+
+
+def test_sighup_replaces_every_worker_without_failed_requests(
+    services: type[Service],
+) -> None:
+    service, port, old = start_workers(services)
+    failures: list[str] = []
+    served: list[int] = []
+    done = threading.Event()
+
+    def hammer() -> None:
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                served.append(served_by(port))
+            except Exception as error:
+                failures.append(repr(error))
+
+    client = threading.Thread(target=hammer)
+    client.start()
+    try:
+        mark = len(service.lines)
+        service.send(signal.SIGHUP)
+        service.wait_for("rolling restart finished", start=mark)
+        for pid in old:
+            service.wait_for(f"worker {pid} exited with status 0", start=mark)
+        new = children(service.pid)
+        # Only new workers answer now, while the client keeps going.
+        assert {served_by(port) for _ in range(20)} <= new
+    finally:
+        done.set()
+        client.join()
+
+    assert failures == []
+    assert len(served) > 20
+    assert len(new) == 2
+    assert not new & old
+    service.send(signal.SIGTERM)
+    assert_exit(service, 0)
+
+
+def test_ttin_and_ttou_change_the_number_of_workers(services: type[Service]) -> None:
+    service, _, pids = start_workers(services)
+    mark = len(service.lines)
+    service.send(signal.SIGTTIN)
+    added = int(service.wait_for(STARTED, start=mark).group(1))
+    service.wait_for(f"worker {added} ready", start=mark)
+    assert children(service.pid) == pids | {added}
+
+    mark = len(service.lines)
+    service.send(signal.SIGTTOU)
+    removed = int(service.wait_for(r"stopping worker (\d+)", start=mark).group(1))
+    service.wait_for(f"worker {removed} exited with status 0", start=mark)
+    assert children(service.pid) == (pids | {added}) - {removed}
+
+    service.send(signal.SIGTERM)
+    assert_exit(service, 0)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_health_fails_during_shutdown_delay_while_requests_succeed(
+    services: type[Service], workers: str
+) -> None:
+    service = services(APP, env={"WORKERS": workers, "SHUTDOWN_DELAY": "60"})
+    port = service.wait_serving()
+    pids = worker_pids(service) if workers == "2" else {service.pid}
+    for pid in pids:
+        service.wait_for(f"event: on_start pid={pid}")
+    status, _, body = http_get(port, "/health")
+    assert (status, body) == (200, b'{"status": "ok"}')
+
+    service.send(signal.SIGTERM)
+    for pid in pids:
+        service.wait_for(
+            rf"health check failing, still serving for 60.0 s \(pid {pid}\)"
+        )
+    status, headers, body = http_get(port, "/health")
+    assert (status, body) == (503, b'{"status": "draining"}')
+    assert headers["Cache-Control"] == "no-store"
+    assert http_get(port, "/")[0] == 200
+
+    # A second signal does not wait for the rest of the delay.  One process
+    # then drains and stops; a supervisor kills its workers and says so.
+    service.send(signal.SIGTERM)
+    if workers == "1":
+        assert_exit(service, 0)
+        assert service.count("event: shutdown") == 1
+    else:
+        assert_exit(service, supervisor.EXIT_WORKERS_KILLED)
+        assert service.count("event: shutdown") == 0
+
+
+def test_worker_over_its_stop_budget_is_killed(services: type[Service]) -> None:
+    env = {"USE_RUNNER": "1", "SHUTDOWN_LIMIT": "0.2", "BLOCK_SHUTDOWN": "1"}
+    service, _, pids = start_workers(services, **env)
+    service.send(signal.SIGTERM)
+    assert_exit(service, supervisor.EXIT_WORKERS_KILLED)
+    for pid in pids:
+        assert service.count(f"killing worker {pid}: still running after") == 1
+        assert service.count(f"worker {pid} exited with status -9") == 1
+
+
+def test_drain_answers_a_connection_accepted_just_before_it(
+    services: type[Service],
+) -> None:
+    # The race a rolling restart runs into all the time: a worker accepts a
+    # connection, then is told to stop before the request arrived.
+    service = services(APP, env={"WORKERS": "1"})
+    port = service.wait_serving()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        service.wait_for("event: on_start")
+        service.send(signal.SIGTERM)
+        service.wait_for(r"draining \(pid")
+        client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert client.recv(65536).startswith(b"HTTP/1.1 200 OK")
+    assert_exit(service, 0)
