@@ -97,4 +97,9 @@ def make_app(**settings: Any) -> app.Application:
 
 
 if __name__ == "__main__":
-    sprockets_http.run(make_app, {"service": "http-client-pool", "version": "1.0.0"})
+    sprockets_http.run(
+        make_app,
+        # One process keeps the example's log easy to follow; without this
+        # setting it runs one worker, each with its own pool, per CPU.
+        {"service": "http-client-pool", "version": "1.0.0", "number_of_procs": 1},
+    )

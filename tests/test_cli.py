@@ -21,7 +21,7 @@ def cli(
 
 
 def test_serves_the_factory_until_sigterm(services: type[Service]) -> None:
-    service = cli(services, "--log-format", "json", FACTORY)
+    service = cli(services, "--procs", "1", "--log-format", "json", FACTORY)
     port = service.wait_serving()
 
     status, _, body = http_get(port, "/env?name=PORT")
@@ -32,8 +32,8 @@ def test_serves_the_factory_until_sigterm(services: type[Service]) -> None:
     assert service.wait() == 0
     records = [json.loads(line) for line in service.lines]
     messages = [record["message"] for record in records]
-    assert "received SIGTERM, stopping" in messages
-    assert messages[-2:] == ["cli_app shut down", "stopped"]
+    assert f"received SIGTERM, stopping (pid {service.pid})" in messages
+    assert messages[-2:] == ["cli_app shut down", f"stopped (pid {service.pid})"]
 
 
 def test_the_port_option_beats_the_environment(services: type[Service]) -> None:
@@ -82,11 +82,7 @@ def test_the_env_file_is_read_before_the_factory_is_imported(
 def test_procs_2_runs_two_workers(services: type[Service]) -> None:
     service = cli(services, "--procs", "2", "--log-format", "text", FACTORY)
 
-    first = service.wait_for(f"{SERVING_PID}|multiple processes are not supported")
-    if first.group(1) is None:
-        service.send(signal.SIGTERM)
-        service.wait()
-        pytest.xfail("this branch runs one process; workers come with issue 3")
+    first = service.wait_for(SERVING_PID)
     first_line = service.lines.index(first.string)
     second = service.wait_for(SERVING_PID, start=first_line + 1)
     service.send(signal.SIGTERM)

@@ -99,7 +99,11 @@ def make_app(**settings: Any) -> app.Application:
 
 
 def main() -> None:
-    settings: dict[str, Any] = {"service": "lifecycle", "version": "1.2.3"}
+    settings: dict[str, Any] = {
+        "service": "lifecycle",
+        "version": "1.2.3",
+        "number_of_procs": 1,
+    }
     if os.environ.get("SENTRY_OUT"):
         settings["sentry_sdk_init"] = {
             "dsn": "http://key@127.0.0.1:9/1",
