@@ -24,6 +24,9 @@ from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
 
+# Made once: json.dumps() with options builds an encoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(process)d] %(name)s: %(message)s"
 """The :class:`logging.Formatter` format of the ``text`` log format."""
 
@@ -41,6 +44,8 @@ class JSONFormatter(logging.Formatter):
         self, service: str | None = None, environment: str | None = None
     ) -> None:
         super().__init__()
+        self._second = -1
+        self._second_text = ""
         self._static: dict[str, str] = {}
         service = os.environ.get("SERVICE") if service is None else service
         environment = (
@@ -66,12 +71,15 @@ class JSONFormatter(logging.Formatter):
             document["exception"] = record.exc_text
         if record.stack_info:
             document["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(document, ensure_ascii=False, default=str)
+        return _ENCODER.encode(document)
 
-    @staticmethod
-    def _timestamp(created: float) -> str:
-        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-        return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+    def _timestamp(self, created: float) -> str:
+        # Records come many per second: format each second once.
+        second = int(created)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int(created % 1 * 1000):03d}Z"
 
 
 def default_config(

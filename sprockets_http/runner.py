@@ -149,14 +149,15 @@ class Runner:
         """The longest a graceful stop may take, in seconds.
 
         ``shutdown_delay`` + ``shutdown_limit`` for the drain +
-        ``shutdown_limit`` per ``shutdown`` callback (each is cancelled when
-        it takes longer).  A synchronous callback that blocks cannot be
-        cancelled, so this is a promise only for well-behaved callbacks.
+        ``shutdown_limit`` per step of the ``shutdown`` phase, callbacks and
+        extension hooks alike (each is cancelled when it takes longer).  A
+        synchronous step that blocks cannot be cancelled, so this is a
+        promise only for well-behaved ones.
 
         .. versionadded:: 3.0.0
         """
-        callbacks = len(self.application.on_shutdown_callbacks)
-        return self.shutdown_delay + self.shutdown_limit * (1 + callbacks)
+        steps = len(self.application.phase_steps("shutdown"))
+        return self.shutdown_delay + self.shutdown_limit * (1 + steps)
 
     def run(self, port: int, number_of_procs: int = 0) -> None:
         """Bind ``port`` and serve until a stop signal; the blocking entry point.

@@ -209,6 +209,7 @@ def test_sentry_receives_handler_errors_with_release_and_environment(
     out = f"{tmp_path}/sentry.out"
     service = services(APP, env={"SENTRY_OUT": out, "ENVIRONMENT": "staging"})
     port = service.wait_serving()
+    assert http_get(port, "/sentry")[2] == b'{"active": true}'
     assert http_get(port, "/fail")[0] == 500
     service.send(signal.SIGTERM)
     assert service.wait() == 0
@@ -218,3 +219,12 @@ def test_sentry_receives_handler_errors_with_release_and_environment(
     assert "handler exploded" in envelopes
     assert '"release":"1.2.3"' in envelopes
     assert '"environment":"staging"' in envelopes
+
+
+def test_sentry_stays_off_without_a_dsn(services: type[Service]) -> None:
+    # Its per-request instrumentation would cost throughput for nothing.
+    service = services(APP, env={"SENTRY_DSN": ""})
+    port = service.wait_serving()
+    assert http_get(port, "/sentry")[2] == b'{"active": false}'
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0

@@ -44,6 +44,13 @@ class StateHandler(web.RequestHandler):
         self.write({"ready": self.application.settings.get("ready", False)})
 
 
+class SentryHandler(web.RequestHandler):
+    def get(self) -> None:
+        import sentry_sdk
+
+        self.write({"active": sentry_sdk.get_client().is_active()})
+
+
 class FailHandler(web.RequestHandler):
     def get(self) -> None:
         raise ValueError("handler exploded")
@@ -88,7 +95,12 @@ CALLBACKS = {
 if os.environ.get("FAIL_BEFORE_RUN"):
     CALLBACKS["before_run"].append(before_run_fail)
 
-HANDLERS = [("/slow", SlowHandler), ("/state", StateHandler), ("/fail", FailHandler)]
+HANDLERS = [
+    ("/slow", SlowHandler),
+    ("/state", StateHandler),
+    ("/fail", FailHandler),
+    ("/sentry", SentryHandler),
+]
 
 
 def make_app(**settings: Any) -> app.Application:

@@ -1,0 +1,269 @@
+"""Measure sprockets_http against bare Tornado, in one run, on this machine.
+
+``python benchmarks/run.py`` (or ``make bench``) needs ``wrk`` (Debian's
+package; installed with apt-get when missing and running as root).  It
+prints, side by side:
+
+* requests/s of a hello-world JSON handler, bare Tornado versus ``run()`` +
+  ``Application`` + ``ErrorLogger`` + ``ErrorWriter``, and their ratio;
+* requests/s of a handler raising ``HTTPError(404)``, bare Tornado's error
+  page versus ErrorLogger + ErrorWriter's document, and their ratio: once
+  with the root logger at ERROR, so per-request records are dropped, and
+  once at WARNING, so they are written (to /dev/null) as JSON lines; there
+  bare Tornado writes its access line and we write the access line and
+  ErrorLogger's line;
+* requests/s of the sprockets hello service with 1 and 2 worker processes;
+* the time from SIGTERM to exit of an idle service, 1 and 2 processes.
+
+For each pair the two servers run at once, each pinned to CPU 0 with wrk on
+CPU 1; rounds alternate between them and each ratio is the median of the
+per-round ratios, so drift of the machine's speed hits both sides alike.
+Besides requests/s it reports the server's CPU time per request (from
+/proc), which a noisy neighbour disturbs less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, NamedTuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SERVERS = os.path.join(HERE, "servers.py")
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk with apt-get ...", file=sys.stderr)
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+        found = shutil.which("wrk")
+    if not found:
+        sys.exit(
+            "benchmarks need wrk: install Debian's package with apt-get install wrk"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def kill_group(process: subprocess.Popen[Any]) -> None:
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def wait_until_answering(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/")
+            connection.getresponse().read()
+            connection.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)  # a benchmark script, not a test: polling is fine
+
+
+@contextmanager
+def server(
+    kind: str, processes: int = 1, cpu: str | None = "0", log_level: str = "WARNING"
+) -> Iterator[tuple[int, int]]:
+    port = free_port()
+    command = [sys.executable, SERVERS, kind, str(port), str(processes)]
+    if cpu is not None:
+        command = ["taskset", "-c", cpu, *command]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT, "BENCH_LOG_LEVEL": log_level},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until_answering(port)
+        yield port, process.pid  # taskset execs the server: same pid
+    finally:
+        kill_group(process)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    with open(f"/proc/{pid}/stat") as stream:
+        fields = stream.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(
+    wrk: str, port: int, seconds: float, threads: int, connections: int
+) -> tuple[float, int]:
+    """Requests/s and the number of requests wrk completed."""
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s"]
+    if threads == 1:
+        command = ["taskset", "-c", "1", *command]
+    output = subprocess.run(
+        [*command, f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    if not match or not total:
+        raise RuntimeError(f"wrk printed no rate:\n{output}")
+    errors = re.search(r"Socket errors: .*|Non-2xx or 3xx responses: \d+", output)
+    if errors and "Non-2xx" not in errors.group(0):
+        print(f"  wrk: {errors.group(0)}", file=sys.stderr)
+    return float(match.group(1)), int(total.group(1))
+
+
+class Comparison(NamedTuple):
+    bare_rate: float
+    our_rate: float
+    rate_ratio: float  # median of the rounds' ours/bare requests/s
+    bare_cpu_us: float  # server CPU time per request
+    our_cpu_us: float
+    cpu_ratio: float  # median of the rounds' bare/ours CPU time per request
+
+
+def compare(
+    wrk: str, kinds: tuple[str, str], log_level: str, rounds: int, seconds: float
+) -> Comparison:
+    """Both kinds loaded in alternating rounds; medians of rates and ratios."""
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    costs: dict[str, list[float]] = {kind: [] for kind in kinds}
+    with (
+        server(kinds[0], log_level=log_level) as first,
+        server(kinds[1], log_level=log_level) as second,
+    ):
+        servers = dict(zip(kinds, (first, second), strict=True))
+        for kind in kinds:
+            load(wrk, servers[kind][0], 1, 1, 32)  # warm up
+        for round_number in range(rounds):
+            order = kinds if round_number % 2 == 0 else kinds[::-1]
+            for kind in order:
+                port, pid = servers[kind]
+                before = cpu_seconds(pid)
+                rate, requests = load(wrk, port, seconds, 1, 32)
+                rates[kind].append(rate)
+                costs[kind].append((cpu_seconds(pid) - before) / requests * 1e6)
+    bare, ours = kinds
+    return Comparison(
+        statistics.median(rates[bare]),
+        statistics.median(rates[ours]),
+        statistics.median(o / b for b, o in zip(rates[bare], rates[ours], strict=True)),
+        statistics.median(costs[bare]),
+        statistics.median(costs[ours]),
+        statistics.median(b / o for b, o in zip(costs[bare], costs[ours], strict=True)),
+    )
+
+
+def worker_rates(wrk: str, rounds: int, seconds: float) -> dict[int, float]:
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(rounds):
+        for processes in rates:
+            with server("sprockets-hello", processes, cpu=None) as (port, _):
+                load(wrk, port, 1, 2, 64)
+                rates[processes].append(load(wrk, port, seconds, 2, 64)[0])
+    return {processes: statistics.median(r) for processes, r in rates.items()}
+
+
+def stop_time(processes: int) -> float:
+    """Seconds from SIGTERM to exit of an idle service, once fully ready."""
+    ready = re.compile(
+        rf"all {processes} workers ready" if processes > 1 else "serving on port"
+    )
+    process = subprocess.Popen(
+        [sys.executable, SERVERS, "sprockets-hello", str(free_port()), str(processes)],
+        cwd=ROOT,
+        env={**os.environ, "BENCH_LOG_LEVEL": "INFO", "PYTHONPATH": ROOT},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if ready.search(line):
+                break
+        else:
+            raise RuntimeError(f"{processes} process(es) never became ready")
+        started = time.perf_counter()
+        process.send_signal(signal.SIGTERM)
+        process.stderr.read()  # keep the pipe drained until it closes
+        status = process.wait(30)
+        elapsed = time.perf_counter() - started
+    finally:
+        kill_group(process)
+    if status != 0:
+        raise RuntimeError(f"{processes} process(es) exited with {status}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    options = parser.parse_args()
+    wrk = ensure_wrk()
+
+    print(f"{options.rounds} alternating rounds of {options.seconds:g} s each")
+    print(
+        f"{'scenario':<34}{'bare req/s':>11}{'ours req/s':>11}{'ratio':>7}"
+        f"{'bare CPU':>10}{'ours CPU':>10}{'ratio':>7}"
+    )
+    for title, kinds, log_level in [
+        ("hello JSON", ("bare-hello", "sprockets-hello"), "WARNING"),
+        ("HTTPError(404), records dropped", ("bare-error", "sprockets-error"), "ERROR"),
+        (
+            "HTTPError(404), records written",
+            ("bare-error", "sprockets-error"),
+            "WARNING",
+        ),
+    ]:
+        result = compare(wrk, kinds, log_level, options.rounds, options.seconds)
+        print(
+            f"{title:<34}{result.bare_rate:>11.0f}{result.our_rate:>11.0f}"
+            f"{result.rate_ratio:>7.3f}{result.bare_cpu_us:>8.1f}us"
+            f"{result.our_cpu_us:>8.1f}us{result.cpu_ratio:>7.3f}"
+        )
+
+    rates = worker_rates(wrk, max(1, options.rounds // 2), options.seconds)
+    print(f"{'workers':<34}{'1 process':>12}{'2 workers':>12}")
+    print(f"{'hello JSON req/s (wrk -t2 -c64)':<34}{rates[1]:>12.0f}{rates[2]:>12.0f}")
+    stops = {
+        processes: statistics.median(stop_time(processes) for _ in range(5))
+        for processes in (1, 2)
+    }
+    print(
+        f"{'SIGTERM to exit, idle (median/5)':<34}"
+        f"{stops[1] * 1000:>10.0f}ms{stops[2] * 1000:>10.0f}ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

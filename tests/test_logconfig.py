@@ -1,0 +1,66 @@
+"""The default log formats."""
+
+from __future__ import annotations
+
+import calendar
+import json
+import logging
+import sys
+
+import pytest
+
+from sprockets_http import logconfig
+
+
+def record(created: float, exc_info: object = None) -> logging.LogRecord:
+    made = logging.LogRecord(
+        "svc.handler", logging.ERROR, __file__, 1, "%s failed", ("GET /",), exc_info
+    )
+    made.created = created
+    return made
+
+
+def test_json_lines_carry_the_record_and_the_service() -> None:
+    formatter = logconfig.JSONFormatter(service="orders", environment="staging")
+    created = calendar.timegm((2026, 11, 21, 4, 25, 37)) + 0.9991
+    document = json.loads(formatter.format(record(created)))
+    assert document == {
+        "timestamp": "2026-11-21T04:25:37.999Z",
+        "level": "ERROR",
+        "logger": "svc.handler",
+        "message": "GET / failed",
+        "pid": document["pid"],
+        "service": "orders",
+        "environment": "staging",
+    }
+    # The next second is not served from the previous second's text.
+    later = json.loads(formatter.format(record(created + 0.0015)))
+    assert later["timestamp"] == "2026-11-21T04:25:38.000Z"
+
+
+def test_a_traceback_stays_on_one_line() -> None:
+    try:
+        raise KeyError("secret")
+    except KeyError:
+        line = logconfig.JSONFormatter(service="", environment="").format(
+            record(0.0, sys.exc_info())
+        )
+    assert "\n" not in line
+    document = json.loads(line)
+    assert "service" not in document and "environment" not in document
+    assert document["exception"].startswith("Traceback (most recent call last):")
+    assert "KeyError: 'secret'" in document["exception"]
+
+
+def test_service_and_environment_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SERVICE", "billing")
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    document = json.loads(logconfig.JSONFormatter().format(record(0.0)))
+    assert (document["service"], document["environment"]) == ("billing", "production")
+
+
+def test_an_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="log format must be 'text' or 'json'"):
+        logconfig.default_config(log_format="xml")  # type: ignore[arg-type]
