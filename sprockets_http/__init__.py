@@ -88,7 +88,11 @@ def run(
     runner_settings = {
         key: app_settings.pop(key) for key in RUNNER_SETTINGS if key in app_settings
     }
-    port = runner_settings.get("port") or _port_from_environment()
+    port = (
+        runner_settings["port"]
+        if runner_settings.get("port") is not None
+        else _port_from_environment()
+    )
     shutdown_delay = _shutdown_delay(runner_settings.get("shutdown_delay"))
     debug = app_settings.setdefault("debug", _flag(os.environ.get("DEBUG")))
     app_settings.setdefault("xheaders", True)

@@ -154,6 +154,16 @@ def test_port_from_environment(services: type[Service]) -> None:
     assert service.wait() == 0
 
 
+def test_the_port_setting_beats_the_environment_even_when_0(
+    services: type[Service],
+) -> None:
+    # 0 asks the kernel for a free port; PORT must not even be read.
+    service = services(APP, env={"SETTINGS_PORT": "0", "PORT": "eighty"})
+    assert service.wait_serving() > 0
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+
+
 def test_malformed_port_is_a_usage_error(services: type[Service]) -> None:
     service = services(APP, env={"PORT": "eighty"})
     assert service.wait() == 2

@@ -10,6 +10,8 @@ order of events in the process's output.
     callbacks are given to :class:`~sprockets_http.runner.Runner`
 ``SHUTDOWN_LIMIT``
     the runner's ``shutdown_limit``
+``SETTINGS_PORT``
+    passed to ``run()`` as the ``port`` setting
 ``SENTRY_OUT``
     initialise Sentry with a transport that appends envelopes to this file
 """
@@ -116,6 +118,8 @@ def main() -> None:
         "version": "1.2.3",
         "number_of_procs": 1,
     }
+    if os.environ.get("SETTINGS_PORT"):
+        settings["port"] = int(os.environ["SETTINGS_PORT"])
     if os.environ.get("SENTRY_OUT"):
         settings["sentry_sdk_init"] = {
             "dsn": "http://key@127.0.0.1:9/1",
