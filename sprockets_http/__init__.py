@@ -32,7 +32,13 @@ __all__ = ["__version__", "app", "logconfig", "run", "runner", "supervisor"]
 
 LOGGER = logging.getLogger("sprockets_http")
 
-RUNNER_SETTINGS = ("port", "number_of_procs", "shutdown_delay", "sentry_sdk_init")
+RUNNER_SETTINGS = (
+    "port",
+    "number_of_procs",
+    "shutdown_delay",
+    "shutdown_limit",
+    "sentry_sdk_init",
+)
 """Settings that configure the runner and are not passed to the factory."""
 
 
@@ -69,6 +75,11 @@ def run(
         :class:`~sprockets_http.health.HealthHandler` fails, before it
         drains; else the ``SHUTDOWN_DELAY`` environment variable; else 0.
         See :attr:`sprockets_http.runner.Runner.shutdown_delay`.
+    ``shutdown_limit``
+        Seconds in-flight requests get to finish once the drain began, and
+        seconds each ``shutdown`` step may take; else the ``SHUTDOWN_LIMIT``
+        environment variable; else 5.  See
+        :attr:`sprockets_http.runner.Runner.shutdown_limit`.
     ``debug``
         Tornado's debug mode, which also runs one process; else true when
         the ``DEBUG`` environment variable is set and not ``0``.
@@ -93,7 +104,12 @@ def run(
         if runner_settings.get("port") is not None
         else _port_from_environment()
     )
-    shutdown_delay = _shutdown_delay(runner_settings.get("shutdown_delay"))
+    shutdown_delay = _seconds(
+        "shutdown_delay", runner_settings.get("shutdown_delay"), 0
+    )
+    shutdown_limit = _seconds(
+        "shutdown_limit", runner_settings.get("shutdown_limit"), 5
+    )
     debug = app_settings.setdefault("debug", _flag(os.environ.get("DEBUG")))
     app_settings.setdefault("xheaders", True)
 
@@ -115,6 +131,7 @@ def run(
         _init_sentry(app_settings, runner_settings.get("sentry_sdk_init"))
         service = runner.Runner(create_application(**app_settings))
         service.shutdown_delay = shutdown_delay
+        service.shutdown_limit = shutdown_limit
         return service
 
     supervisor.serve(make_runner, sockets, processes)
@@ -129,23 +146,28 @@ def _port_from_environment() -> int:
         raise SystemExit(2) from None
 
 
-def _shutdown_delay(setting: float | None) -> float:
+def _seconds(name: str, setting: float | None, default: float) -> float:
+    """A duration setting, else its environment variable, else ``default``.
+
+    :raises ValueError: for a setting that is negative or not a number
+    :raises SystemExit: 2, for such an environment variable
+    """
     if setting is not None:
         if not setting >= 0:  # also refuses NaN
-            raise ValueError(f"shutdown_delay must be 0 or more, not {setting!r}")
+            raise ValueError(f"{name} must be 0 or more, not {setting!r}")
         return float(setting)
-    value = os.environ.get("SHUTDOWN_DELAY", "0")
+    variable = name.upper()
+    value = os.environ.get(variable, str(default))
     try:
-        delay = float(value)
+        seconds = float(value)
     except ValueError:
-        delay = math.nan
-    if not delay >= 0:
+        seconds = math.nan
+    if not seconds >= 0:
         sys.stderr.write(
-            "sprockets_http: SHUTDOWN_DELAY must be a number of seconds, "
-            f"not {value!r}\n"
+            f"sprockets_http: {variable} must be a number of seconds, not {value!r}\n"
         )
         raise SystemExit(2)
-    return delay
+    return seconds
 
 
 def _flag(value: str | None) -> bool:

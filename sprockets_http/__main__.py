@@ -66,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings["debug"] = True
     if args.shutdown_delay is not None:
         settings["shutdown_delay"] = args.shutdown_delay
+    if args.shutdown_limit is not None:
+        settings["shutdown_limit"] = args.shutdown_limit
     # The same rule run() applies to the DEBUG environment variable.
     debug = args.debug or sprockets_http._flag(os.environ.get("DEBUG"))
     sprockets_http.run(
@@ -122,6 +124,13 @@ def _build_parser() -> _Parser:
         metavar="SECONDS",
         help="keep serving this long after SIGTERM while the health check "
         "fails (else $SHUTDOWN_DELAY, else 0)",
+    )
+    parser.add_argument(
+        "--shutdown-limit",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long in-flight requests, and each shutdown step, may take "
+        "once stopping (else $SHUTDOWN_LIMIT, else 5)",
     )
     parser.add_argument(
         "--log-format",

@@ -46,6 +46,16 @@ EXIT_START_FAILED = 70
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that start a graceful stop."""
 
+FIRST_REQUEST_GRACE = 1.0
+"""Seconds a connection accepted just before a drain has to send a request.
+
+A rolling restart stops a worker that may have just accepted a connection
+whose request is still on its way; closing it would fail that request.  A
+client that opens a connection and sends nothing (a pre-opened connection of
+a browser or proxy) is closed after this long instead of holding the drain
+for the whole ``shutdown_limit``.
+"""
+
 _SERVER_SETTINGS = (
     "max_body_size",
     "max_buffer_size",
@@ -334,16 +344,18 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
     it closes idle connections at once and every other connection as soon
     as its request is answered, and resolves a future when none are left.
 
-    A connection that has not sent its first request yet does not count as
-    idle: it was accepted just before the drain and its request may be on
-    its way, so the drain waits for that request and answers it.
+    A connection that has not sent its first request yet is not closed at
+    once: it was accepted just before the drain and its request may be on
+    its way.  It gets :data:`FIRST_REQUEST_GRACE` seconds to send it.
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
         super().initialize(*args, **kwargs)
-        # Connections past their first request, and those of them waiting
-        # for their next one.
-        self._known: set[http1connection.HTTP1ServerConnection] = set()
+        # Every open connection is in _accepted.  Those waiting for their
+        # first request are also in _silent; those waiting for a later one
+        # (idle keep-alive connections) are also in _idle.
+        self._accepted: set[http1connection.HTTP1ServerConnection] = set()
+        self._silent: set[http1connection.HTTP1ServerConnection] = set()
         self._idle: set[http1connection.HTTP1ServerConnection] = set()
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
@@ -355,25 +367,32 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
         # request: right after it was accepted, and after each answer.
         conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
         delegate = super().start_request(server_conn, request_conn)
-        if conn not in self._known:
-            self._known.add(conn)
-            return delegate
-        if self._draining:
+        if conn not in self._accepted:
+            self._accepted.add(conn)
+            waiting = self._silent
+        elif self._draining:
             conn.stream.close()
             return delegate
-        self._idle.add(conn)
-        return _RequestTracker(delegate, self._idle, conn)
+        else:
+            waiting = self._idle
+        waiting.add(conn)
+        return _RequestTracker(delegate, waiting, conn)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
         conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
-        self._known.discard(conn)
+        self._accepted.discard(conn)
+        self._silent.discard(conn)
         self._idle.discard(conn)
         if self._draining and not self._connections:
             self._drain_done()
 
     def begin_drain(self) -> None:
-        """Stop listening and close every idle connection."""
+        """Stop listening, close idle connections, and silent ones soon.
+
+        Connections that have not sent a request yet get
+        :data:`FIRST_REQUEST_GRACE` seconds to send one.
+        """
         if self._draining:
             return
         self.stop()
@@ -381,8 +400,16 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
         self._drained = asyncio.get_running_loop().create_future()
         for conn in list(self._idle):
             conn.stream.close()
+        if self._silent:
+            asyncio.get_running_loop().call_later(
+                FIRST_REQUEST_GRACE, self._close_silent
+            )
         if not self._connections:
             self._drain_done()
+
+    def _close_silent(self) -> None:
+        for conn in list(self._silent):
+            conn.stream.close()
 
     def abandon_drain(self) -> None:
         """Stop waiting for the connections still open."""
@@ -404,16 +431,16 @@ class _DrainingHTTPServer(httpserver.HTTPServer):
 
 
 class _RequestTracker(httputil.HTTPMessageDelegate):
-    """Marks a connection busy once a request's headers arrive."""
+    """Takes a connection out of a waiting set once a request's headers arrive."""
 
     def __init__(
         self,
         delegate: httputil.HTTPMessageDelegate,
-        idle: set[http1connection.HTTP1ServerConnection],
+        waiting: set[http1connection.HTTP1ServerConnection],
         conn: http1connection.HTTP1ServerConnection,
     ) -> None:
         self._delegate = delegate
-        self._idle = idle
+        self._waiting = waiting
         self._conn = conn
 
     def headers_received(
@@ -421,7 +448,7 @@ class _RequestTracker(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
-        self._idle.discard(self._conn)
+        self._waiting.discard(self._conn)
         return self._delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -90,6 +91,45 @@ def test_idle_keep_alive_connection_does_not_hold_the_exit(
         service.send(signal.SIGTERM)
         assert client.recv(65536) == b"", "the server did not close the idle connection"
         assert service.wait(timeout=4) == 0
+
+
+def test_a_connection_that_never_sends_a_request_does_not_hold_the_exit(
+    services: type[Service],
+) -> None:
+    # A browser or proxy may open a connection ahead of need.  It gets a
+    # second to send a request, not the whole (here 30 s) shutdown_limit.
+    service = services(APP, env={"SHUTDOWN_LIMIT": "30"})
+    port = service.wait_serving()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        service.wait_for("event: on_start")
+        service.send(signal.SIGTERM)
+        assert client.recv(65536) == b""
+        assert service.wait(timeout=10) == 0
+
+
+def test_shutdown_limit_cuts_off_requests_that_take_longer(
+    services: type[Service],
+) -> None:
+    service = services(APP, env={"SHUTDOWN_LIMIT": "0.2"})
+    port = service.wait_serving()
+    outcome: list[object] = []
+
+    def slow_request() -> None:
+        try:
+            outcome.append(http_get(port, "/slow?t=3")[0])
+        except (OSError, http.client.HTTPException) as error:
+            outcome.append(error)
+
+    client = threading.Thread(target=slow_request)
+    client.start()
+    service.wait_for("event: slow request started")
+    service.send(signal.SIGTERM)
+
+    assert service.wait() == 0
+    client.join(10)
+    assert outcome and not isinstance(outcome[0], int), outcome
+    assert "closing 1 connection(s) with requests still in flight" in service.output
+    assert service.count("event: shutdown async done") == 1
 
 
 def test_second_signal_stops_waiting_for_in_flight_requests(

@@ -8,8 +8,6 @@ order of events in the process's output.
 ``PLAIN_TORNADO``
     the factory returns a plain :class:`tornado.web.Application` and the
     callbacks are given to :class:`~sprockets_http.runner.Runner`
-``SHUTDOWN_LIMIT``
-    the runner's ``shutdown_limit``
 ``SETTINGS_PORT``
     passed to ``run()`` as the ``port`` setting
 ``SENTRY_OUT``
