@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support import Service, free_port, http_get
 
-FACTORY = "tests.cli_app:make_app"
+FACTORY = "tests.apps.cli_app:make_app"
 SERVING_PID = r"serving on port (\d+) \(pid (\d+)\)"
 
 
@@ -96,20 +96,20 @@ def test_procs_2_runs_two_workers(services: type[Service]) -> None:
     ("args", "env", "message"),
     [
         ([], {}, "the following arguments are required: MODULE:CALLABLE"),
-        (["tests.cli_app"], {}, "'tests.cli_app' is not MODULE:CALLABLE"),
+        (["tests.apps.cli_app"], {}, "'tests.apps.cli_app' is not MODULE:CALLABLE"),
         ([":make_app"], {}, "':make_app' is not MODULE:CALLABLE"),
         (["no_such_service:make_app"], {}, "no module named 'no_such_service'"),
         (["tests.no_such:make_app"], {}, "no module named 'tests.no_such'"),
         (["no_such.app:make_app"], {}, "no module named 'no_such'"),
         (
-            ["tests.cli_app:make_ap"],
+            ["tests.apps.cli_app:make_ap"],
             {},
-            "module 'tests.cli_app' has no attribute 'make_ap'",
+            "module 'tests.apps.cli_app' has no attribute 'make_ap'",
         ),
         (
-            ["tests.cli_app:NOT_CALLABLE"],
+            ["tests.apps.cli_app:NOT_CALLABLE"],
             {},
-            "'tests.cli_app:NOT_CALLABLE' is not callable: it is 'dict'",
+            "'tests.apps.cli_app:NOT_CALLABLE' is not callable: it is 'dict'",
         ),
         (
             ["--env-file", "missing.env", FACTORY],
@@ -147,7 +147,7 @@ def test_a_usage_error_exits_2_with_one_line_and_no_traceback(
 def test_an_import_error_inside_the_module_shows_its_traceback(
     services: type[Service],
 ) -> None:
-    service = cli(services, "tests.cli_broken_app:make_app")
+    service = cli(services, "tests.apps.cli_broken_app:make_app")
 
     assert service.wait() == 1
     assert "Traceback (most recent call last)" in service.output

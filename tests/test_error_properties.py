@@ -14,7 +14,12 @@ import sys
 import uuid
 from dataclasses import dataclass
 
-from error_apps import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tornado import httpclient, web
+
+from sprockets_http import mixins
+from tests.apps.error_apps import (
     PROBLEM_PATHS,
     WRITER_PATHS,
     Action,
@@ -22,11 +27,6 @@ from error_apps import (
     Unprintable,
     decode,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from tornado import httpclient, web
-
-from sprockets_http import mixins
 
 EXAMPLES = settings(max_examples=150, deadline=None)
 

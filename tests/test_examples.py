@@ -40,7 +40,7 @@ def test_an_extension_published_by_an_installed_package_is_discovered(
     services: type[Service],
 ) -> None:
     service = services(
-        ["-m", "sprockets_http", "--log-format", "text", "tests.cli_app:make_app"],
+        ["-m", "sprockets_http", "--log-format", "text", "tests.apps.cli_app:make_app"],
         env={"TEST_EXTENSIONS": "heartbeat"},
     )
     port = service.wait_serving()
@@ -65,7 +65,7 @@ def test_an_unknown_extension_name_fails_the_start_listing_those_installed(
     services: type[Service],
 ) -> None:
     service = services(
-        ["-m", "sprockets_http", "--log-format", "text", "tests.cli_app:make_app"],
+        ["-m", "sprockets_http", "--log-format", "text", "tests.apps.cli_app:make_app"],
         env={"TEST_EXTENSIONS": "heartbeet"},
     )
 

@@ -8,16 +8,16 @@ import socket
 
 import pytest
 import umsgpack
-from error_apps import (
+from tornado import iostream, web
+
+from sprockets_http import mixins
+from tests.apps.error_apps import (
     ErrorServiceCase,
     Unprintable,
     decode,
     raising,
     sending,
 )
-from tornado import iostream, web
-
-from sprockets_http import mixins
 
 SECRET = "s3cr3t-db-host.internal"
 
