@@ -160,9 +160,13 @@ class CallbackManager:
             return callbacks + hooks
         return hooks + callbacks
 
-    async def run_before_run(self, io_loop: ioloop.IOLoop) -> None:
+    async def run_before_run(
+        self, io_loop: ioloop.IOLoop, shutdown_limit: float = 5.0
+    ) -> None:
         """Run the ``before_run`` callbacks.
 
+        :param shutdown_limit: passed to :meth:`run_shutdown` when a
+            callback fails
         :raises Exception: whatever the first failing callback raised, after
             it was logged and the ``shutdown`` callbacks have run
 
@@ -172,7 +176,7 @@ class CallbackManager:
             "before_run", self.phase_steps("before_run", io_loop), stop_on_failure=True
         )
         if failure is not None:
-            await self.run_shutdown()
+            await self.run_shutdown(shutdown_limit)
             raise failure
 
     async def run_on_start(self, io_loop: ioloop.IOLoop) -> None:

@@ -218,7 +218,7 @@ class Runner:
             loop.add_signal_handler(signo, self._on_signal, signo)
         try:
             try:
-                await self.application.run_before_run(io_loop)
+                await self.application.run_before_run(io_loop, self.shutdown_limit)
             except Exception:
                 self.logger.critical("before_run failed, not serving")
                 return EXIT_START_FAILED

@@ -46,7 +46,9 @@ class SprocketsHttpTestCase(testing.AsyncHTTPTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.app = wrap_application(self._app)
-        self.io_loop.run_sync(lambda: self.app.run_before_run(self.io_loop))
+        self.io_loop.run_sync(
+            lambda: self.app.run_before_run(self.io_loop, self.shutdown_limit)
+        )
         self.io_loop.run_sync(lambda: self.app.run_on_start(self.io_loop))
 
     def tearDown(self) -> None:

@@ -262,3 +262,29 @@ def test_sprockets_http_test_case_runs_the_whole_lifecycle() -> None:
     )
     assert result.wasSuccessful(), result.errors + result.failures
     assert EVENTS == ["before_run", "on_start", "test", "shutdown"]
+
+
+@pytest.mark.parametrize(("limit", "finished"), [(0.05, False), (2.0, True)])
+def test_a_failed_start_gives_shutdown_callbacks_the_shutdown_limit(
+    caplog: pytest.LogCaptureFixture, limit: float, finished: bool
+) -> None:
+    calls: list[str] = []
+
+    def fails(application: Any, io_loop: Any) -> None:
+        raise LookupError("no database")
+
+    async def slow_cleanup(application: Any) -> None:
+        await asyncio.sleep(0.2)
+        calls.append("cleaned up")
+
+    application = app.Application()
+    application.runner_callbacks["before_run"].append(fails)
+    application.runner_callbacks["shutdown"].append(slow_cleanup)
+
+    async def start() -> None:
+        await application.run_before_run(ioloop.IOLoop.current(), limit)
+
+    with pytest.raises(LookupError):
+        asyncio.run(start())
+    assert calls == (["cleaned up"] if finished else [])
+    assert ("did not finish within" in caplog.text) is not finished
