@@ -11,6 +11,10 @@ Put the mixins before :class:`tornado.web.RequestHandler` in the bases::
     class Handler(mixins.ErrorLogger, mixins.ErrorWriter, web.RequestHandler):
         ...
 
+They are plain mixin classes, as in ``sprockets.http``: they may come in any
+order among themselves and with other mixins such as
+:class:`sprockets.mixins.mediatype.content.ContentMixin`.
+
 An error document never carries an exception's text or a ``log_message``
 unless the application runs with ``serve_traceback`` on.  The rules are in
 :doc:`/errors`.
@@ -24,16 +28,18 @@ import logging
 import re
 import traceback
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
 from sprockets_http import _logtext
 
-try:
-    from sprockets.mixins.mediatype.content import ContentMixin as _ContentMixin
-except ImportError:  # the mediatype extra is optional
-    _ContentMixin = None
+if TYPE_CHECKING:
+    _Handler = web.RequestHandler
+else:
+    # Mixins, not handlers: a handler class may list them in any order
+    # without breaking its method resolution order.
+    _Handler = object
 
 __all__ = [
     "DetailedHTTPError",
@@ -140,25 +146,32 @@ class DetailedHTTPError(web.HTTPError):
         self.extensions = extensions
 
 
-class LoggingHandler(web.RequestHandler):
+class _ClassLogger:
+    """The logger named after the class it is read from, looked up on use.
+
+    Looked up when a handler first uses it, not when its module is
+    imported, so that no logging configuration installed in between can
+    disable it.  A class or instance attribute ``logger`` takes its place.
+    """
+
+    def __get__(self, instance: object, owner: type) -> logging.Logger:
+        return logging.getLogger(owner.__name__)
+
+
+class LoggingHandler(_Handler):
     """Gives the handler :attr:`logger`, a logger named after its class.
 
-    The logger is made once per class, so it costs nothing per request; a
-    handler may still assign its own ``self.logger``.
+    A ``logger`` that a base class or the handler itself sets (as a class
+    attribute, or on ``self``) is kept.
 
     .. versionadded:: 3.0.0
     """
 
-    logger: logging.Logger = logging.getLogger("LoggingHandler")
+    logger: logging.Logger = _ClassLogger()  # type: ignore[assignment]
     """The :class:`logging.Logger` named after the handler's class."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "logger" not in cls.__dict__:
-            cls.logger = logging.getLogger(cls.__name__)
 
-
-class _SafeStatusLine(web.RequestHandler):
+class _SafeStatusLine(_Handler):
     """Keeps a reason that is not a valid reason-phrase off the status line."""
 
     def set_status(self, status_code: int, reason: str | None = None) -> None:
@@ -211,6 +224,9 @@ class ErrorLogger(LoggingHandler, _SafeStatusLine):
         .. versionadded:: 3.0.0
         """
         level = logging.ERROR if status_code >= 500 else logging.WARNING
+        # A dictConfig() that ran after the logger was made has disabled
+        # it; failures must still be logged.
+        self.logger.disabled = False
         if self.logger.isEnabledFor(level):
             try:
                 self._log_failure(level, status_code, kwargs)
@@ -262,6 +278,7 @@ class ErrorLogger(LoggingHandler, _SafeStatusLine):
         """
         if not self._finished:
             return
+        self.logger.disabled = False
         self.logger.error(
             "%s %s failed after its response was finished",
             _logtext.escape(self.request.method or "-"),
@@ -282,8 +299,9 @@ class _DocumentWriter(_SafeStatusLine):
         :param kwargs: as passed to :meth:`send_error`, ``exc_info`` and
             ``reason`` included
 
-        With :class:`sprockets.mixins.mediatype.ContentMixin` in the
-        handler, the document goes through its ``send_response`` so the
+        When the handler has a ``send_response`` method (that of
+        :class:`sprockets.mixins.mediatype.content.ContentMixin`, or its
+        own), the document goes through it, so with ``ContentMixin`` the
         ``Accept`` header picks the media type; when that fails (malformed
         or unsatisfiable ``Accept``, no transcoder), the document is sent as
         JSON with the same status.  Responses that may not have a body
@@ -317,20 +335,21 @@ class _DocumentWriter(_SafeStatusLine):
         return None
 
     def _send_negotiated(self, document: dict[str, Any]) -> bool:
-        if _ContentMixin is None or not isinstance(self, _ContentMixin):
+        send_response = getattr(self, "send_response", None)
+        if not callable(send_response):
             return False
-        negotiating: Any = self
         try:
-            negotiating.send_response(document)
+            send_response(document)
         except Exception as error:
             # A bad Accept header is the client's failure, not the service's:
             # answer in JSON and keep the log quiet.
             _LOGGER.debug("Error document sent as JSON: %r", error)
             return False
-        negotiated = negotiating.get_response_content_type()
-        content_type = self._negotiated_content_type(negotiated)
-        if content_type is not None:
-            self.set_header("Content-Type", content_type)
+        negotiated = getattr(self, "get_response_content_type", None)
+        if callable(negotiated):
+            content_type = self._negotiated_content_type(negotiated())
+            if content_type is not None:
+                self.set_header("Content-Type", content_type)
         return True
 
     def _send_json(self, status_code: int, document: dict[str, Any]) -> None:

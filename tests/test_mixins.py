@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import socket
+from typing import Any
 
 import pytest
 import umsgpack
+from sprockets.mixins.mediatype import content
 from tornado import iostream, web
 
 from sprockets_http import mixins
@@ -31,7 +34,7 @@ def traceback_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecor
     return [r for r in caplog.records if r.exc_info]
 
 
-class Greeter(mixins.LoggingHandler):
+class Greeter(mixins.LoggingHandler, web.RequestHandler):
     # initialize() without super(): the logger must not depend on it.
     def initialize(self) -> None:
         pass
@@ -51,17 +54,21 @@ class LoggingHandlerTests(ErrorServiceCase):
         [record] = [r for r in self.caplog.records if r.msg.startswith("hello")]
         self.assertEqual(record.name, "Greeter")
 
-    def test_a_class_logger_is_kept(self) -> None:
+    def test_a_logger_set_by_a_base_class_is_kept(self) -> None:
         custom = logging.getLogger("custom.name")
 
-        class Custom(mixins.LoggingHandler):
+        class Custom(mixins.LoggingHandler, web.RequestHandler):
             logger = custom
 
         class Child(Custom):
             pass
 
+        class Plain(mixins.LoggingHandler, web.RequestHandler):
+            pass
+
         self.assertIs(Custom.logger, custom)
-        self.assertEqual(Child.logger.name, "Child")
+        self.assertIs(Child.logger, custom)
+        self.assertEqual(Plain.logger.name, "Plain")
 
 
 class ErrorLoggerTests(ErrorServiceCase):
@@ -547,3 +554,52 @@ class DetailedHTTPErrorTests(ErrorServiceCase):
         for name in ("status", "message", "traceback", "exception", "type"):
             with self.subTest(name=name), pytest.raises(ValueError, match=name):
                 mixins.DetailedHTTPError(400, **{name: 1})
+
+
+class YamlishResponder:
+    """A handler's own send_response, as services wrote before mediatype."""
+
+    def send_response(self, body: object) -> None:
+        handler: Any = self
+        handler.set_header("Content-Type", "text/x-own")
+        handler.write(f"own:{json.dumps(body, sort_keys=True)}")
+
+
+class OwnResponder(YamlishResponder, mixins.ErrorWriter, web.RequestHandler):
+    def get(self) -> None:
+        raise web.HTTPError(409, reason="Taken")
+
+
+class OwnResponderTests(ErrorServiceCase):
+    def get_app(self) -> web.Application:
+        return web.Application([("/", OwnResponder)])
+
+    def test_the_document_goes_through_the_handlers_send_response(self) -> None:
+        response = self.fetch("/")
+        self.assertEqual(response.code, 409)
+        self.assertEqual(response.headers["Content-Type"], "text/x-own")
+        self.assertEqual(
+            response.body,
+            b'own:{"message": "Taken", "traceback": null, "type": "HTTPError"}',
+        )
+
+
+MIXINS: dict[str, type] = {
+    "logger": mixins.ErrorLogger,
+    "writer": mixins.ErrorWriter,
+    "content": content.ContentMixin,
+}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(MIXINS)))
+def test_the_mixins_combine_in_any_order(order: tuple[str, ...]) -> None:
+    bases = (*(MIXINS[name] for name in order), web.RequestHandler)
+    handler = type("Handler", bases, {})
+    assert issubclass(handler, web.RequestHandler)
+    # Whatever the order, the error document is still ErrorWriter's.
+    assert handler.write_error is mixins.ErrorWriter.write_error
+
+
+def test_a_mixin_after_request_handler_is_accepted_as_before() -> None:
+    # sprockets.http accepted this order (its mixins do nothing there).
+    type("Late", (web.RequestHandler, mixins.ErrorLogger), {})
