@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import logging.config
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -23,23 +23,26 @@ from typing import Any
 
 from tornado import web
 
-from sprockets_http import app, logconfig, runner, supervisor
+from sprockets_http import app, config, listen, logconfig, runner, supervisor
 from sprockets_http.app import CallbackManager
 
 __version__ = "3.0.0"
 
-__all__ = ["__version__", "app", "logconfig", "run", "runner", "supervisor"]
+version_info: tuple[int, ...] = tuple(int(part) for part in __version__.split("."))
+"""The version as a tuple of integers, e.g. ``(3, 0, 0)``."""
+
+__all__ = [
+    "__version__",
+    "app",
+    "config",
+    "logconfig",
+    "run",
+    "runner",
+    "supervisor",
+    "version_info",
+]
 
 LOGGER = logging.getLogger("sprockets_http")
-
-RUNNER_SETTINGS = (
-    "port",
-    "number_of_procs",
-    "shutdown_delay",
-    "shutdown_limit",
-    "sentry_sdk_init",
-)
-"""Settings that configure the runner and are not passed to the factory."""
 
 
 def run(
@@ -49,23 +52,29 @@ def run(
 ) -> None:
     """Create the application and serve it until SIGTERM or SIGINT.
 
-    :param create_application: the application factory, called as
-        ``create_application(**settings)`` inside the running loop; it may
-        return an :class:`~sprockets_http.app.Application` or a plain
-        :class:`tornado.web.Application`
-    :param settings: the settings below; all but the runner's own
-        (:data:`RUNNER_SETTINGS`) are passed to the factory
+    :param create_application: the application factory; it may return an
+        :class:`~sprockets_http.app.Application` or a plain
+        :class:`tornado.web.Application`.  It is called as
+        ``create_application(**settings)`` with the settings given here,
+        except the runner's own (:data:`sprockets_http.config.RUN_OPTIONS`),
+        plus ``debug`` when it takes that argument (or ``**kwargs``), as
+        ``sprockets.http`` called it; it runs in each
+        serving process, once the asyncio loop exists and before it runs,
+        so it may use ``IOLoop.current()``
+    :param settings: the settings below, and any for the factory
     :param log_config: a :func:`logging.config.dictConfig` configuration;
         :data:`None` installs :func:`sprockets_http.logconfig.default_config`
+    :raises ValueError: for a malformed runner setting in ``settings``
     :raises SystemExit: 70 when the factory or a ``before_run`` callback
         failed, 1 when the port cannot be bound, 2 when a setting from the
         environment is malformed, and the statuses listed in
         :mod:`sprockets_http.supervisor` with several processes
 
-    Settings:
+    The runner's settings, each also read from the environment variable of
+    the same name in capitals (see :mod:`sprockets_http.config`):
 
     ``port``
-        TCP port; else the ``PORT`` environment variable; else 8000.
+        TCP port; default 8000.
     ``number_of_procs``
         Processes to run; 0 (the default) means one per CPU, 1 one process
         without a supervisor, more a supervising parent and that many
@@ -73,134 +82,128 @@ def run(
     ``shutdown_delay``
         Seconds the service keeps serving after SIGTERM while its
         :class:`~sprockets_http.health.HealthHandler` fails, before it
-        drains; else the ``SHUTDOWN_DELAY`` environment variable; else 0.
-        See :attr:`sprockets_http.runner.Runner.shutdown_delay`.
+        drains; default 0.  See
+        :attr:`sprockets_http.runner.Runner.shutdown_delay`.
     ``shutdown_limit``
-        Seconds in-flight requests get to finish once the drain began, and
-        seconds each ``shutdown`` step may take; else the ``SHUTDOWN_LIMIT``
-        environment variable; else 5.  See
+        Seconds in-flight requests get to finish once the drain began,
+        seconds each ``shutdown`` step may take, and seconds work still
+        pending afterwards gets; default 5.  See
         :attr:`sprockets_http.runner.Runner.shutdown_limit`.
+    ``reuse_port``
+        Share the port with other processes that ask for it too; default
+        off, so that a second service started on the same port by mistake
+        fails (see :mod:`sprockets_http.listen`).
+
+    ``shutdown_delay`` and ``shutdown_limit`` may also be set in the
+    settings of the application the factory returns.  Settings passed on to
+    the factory:
+
     ``debug``
-        Tornado's debug mode, which also runs one process; else true when
-        the ``DEBUG`` environment variable is set and not ``0``.
+        Tornado's debug mode, which also runs one process; else the
+        ``DEBUG`` environment variable (``1``, ``true``...).
     ``xheaders``
-        Trust ``X-Forwarded-For`` and friends; default :data:`True`.
-    ``max_body_size``, ``max_buffer_size``
-        Passed to :class:`tornado.httpserver.HTTPServer`.
+        Read by the runner from the application's settings: trust
+        ``X-Forwarded-For`` and friends; default :data:`True`.
+    ``max_body_size``, ``max_buffer_size``...
+        Read from the application's settings and passed to
+        :class:`tornado.httpserver.HTTPServer`.
     ``sentry_sdk_init``
-        Keyword arguments for :func:`sentry_sdk.init` that override the
-        defaults.  Sentry is initialised only when ``sentry_sdk`` is
-        installed and a DSN is configured, here or in the ``SENTRY_DSN``
-        environment variable: without one it would report nothing, yet
-        its per-request instrumentation would still cost about a third of
-        the service's throughput.
+        Read from the application's settings: keyword arguments for
+        :func:`sentry_sdk.init`, see :func:`init_sentry`.
     """
-    app_settings = dict(settings or {})
-    runner_settings = {
-        key: app_settings.pop(key) for key in RUNNER_SETTINGS if key in app_settings
+    given = dict(settings or {})
+    try:
+        options = {option.name: option.resolve(given) for option in config.RUN_OPTIONS}
+        debug = config.DEBUG.resolve(given)
+    except config.EnvironmentValueError as error:
+        sys.stderr.write(f"sprockets_http: {error}\n")
+        raise SystemExit(config.USAGE_ERROR) from None
+    factory_settings = {
+        key: value for key, value in given.items() if key not in options
     }
-    port = (
-        runner_settings["port"]
-        if runner_settings.get("port") is not None
-        else _port_from_environment()
-    )
-    shutdown_delay = _seconds(
-        "shutdown_delay", runner_settings.get("shutdown_delay"), 0
-    )
-    shutdown_limit = _seconds(
-        "shutdown_limit", runner_settings.get("shutdown_limit"), 5
-    )
-    debug = app_settings.setdefault("debug", _flag(os.environ.get("DEBUG")))
-    app_settings.setdefault("xheaders", True)
+    if _accepts(create_application, "debug"):
+        factory_settings["debug"] = debug
 
     logging.config.dictConfig(
         dict(log_config) if log_config is not None else logconfig.default_config(debug)
     )
-    processes = supervisor.process_count(
-        runner_settings.get("number_of_procs", 0), debug
-    )
-    try:
-        sockets = runner.bind(port)
-    except OSError as error:
-        LOGGER.critical("cannot listen on port %s: %s", port, error.strerror)
-        raise SystemExit(1) from None
+    logconfig.enable_library_loggers()
+    processes = config.process_count(options["number_of_procs"], debug)
+    sockets = listen.bind_or_exit(options["port"], shared=options["reuse_port"])
 
     def make_runner() -> runner.Runner:
         # Called in each serving process: Sentry may start threads, which
         # must not exist in a parent that forks.
-        _init_sentry(app_settings, runner_settings.get("sentry_sdk_init"))
-        service = runner.Runner(create_application(**app_settings))
-        service.shutdown_delay = shutdown_delay
-        service.shutdown_limit = shutdown_limit
+        application = create_application(**factory_settings)
+        logconfig.enable_library_loggers()
+        service = runner.Runner(application)
+        init_sentry(service.application.settings)
+        for option in (config.SHUTDOWN_DELAY, config.SHUTDOWN_LIMIT):
+            value = option.resolve(given, service.application.settings)
+            setattr(service, option.name, value)
         return service
 
     supervisor.serve(make_runner, sockets, processes)
 
 
-def _port_from_environment() -> int:
-    value = os.environ.get("PORT", "8000")
+def _accepts(func: Callable[..., Any], name: str) -> bool:
+    """Whether ``func`` takes a keyword argument ``name``."""
     try:
-        return int(value)
-    except ValueError:
-        sys.stderr.write(f"sprockets_http: PORT must be a number, not {value!r}\n")
-        raise SystemExit(2) from None
-
-
-def _seconds(name: str, setting: float | None, default: float) -> float:
-    """A duration setting, else its environment variable, else ``default``.
-
-    :raises ValueError: for a setting that is negative or not a number
-    :raises SystemExit: 2, for such an environment variable
-    """
-    if setting is not None:
-        if not setting >= 0:  # also refuses NaN
-            raise ValueError(f"{name} must be 0 or more, not {setting!r}")
-        return float(setting)
-    variable = name.upper()
-    value = os.environ.get(variable, str(default))
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not seconds >= 0:
-        sys.stderr.write(
-            f"sprockets_http: {variable} must be a number of seconds, not {value!r}\n"
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: assume it does
+        return True
+    return any(
+        parameter.kind is parameter.VAR_KEYWORD
+        or (
+            parameter.name == name
+            and parameter.kind
+            in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
         )
-        raise SystemExit(2)
-    return seconds
-
-
-def _flag(value: str | None) -> bool:
-    return value is not None and value.strip().lower() not in (
-        "",
-        "0",
-        "false",
-        "no",
-        "off",
+        for parameter in parameters
     )
 
 
-def _init_sentry(
-    settings: Mapping[str, Any], overrides: Mapping[str, Any] | None
-) -> None:
-    """Initialise Sentry when ``sentry_sdk`` is installed and has a DSN.
+def init_sentry(settings: Mapping[str, Any]) -> bool:
+    """Initialise Sentry, when ``sentry_sdk`` is installed and has a DSN.
 
-    ``release`` comes from the ``version`` setting and ``environment`` from
-    the ``environment`` setting or the ``ENVIRONMENT`` environment variable;
-    ``overrides`` win over both.
+    :param settings: the application's settings
+    :returns: whether Sentry was initialised
+
+    :func:`run` calls this in each serving process, after the application
+    factory.  As ``sprockets.http`` did, the options are Tornado's
+    integration and a logging integration that sends events for CRITICAL
+    records only, ``release`` from the ``version`` setting and
+    ``environment`` from the ``environment`` setting (else the
+    ``ENVIRONMENT`` environment variable), and then the ``sentry_sdk_init``
+    setting, which wins.
+
+    Unlike ``sprockets.http``, nothing happens without a DSN (the ``dsn``
+    of ``sentry_sdk_init``, or the ``SENTRY_DSN`` environment variable): Sentry
+    would report nothing, yet its per-request instrumentation would still
+    cost about a third of the service's throughput.
+
+    .. versionadded:: 3.0.0
     """
-    if not (overrides or {}).get("dsn") and not os.environ.get("SENTRY_DSN"):
-        return
+    overrides: Mapping[str, Any] = settings.get("sentry_sdk_init") or {}
+    if not overrides.get("dsn") and not os.environ.get("SENTRY_DSN"):
+        return False
     try:
         import sentry_sdk
+        from sentry_sdk.integrations.logging import LoggingIntegration
         from sentry_sdk.integrations.tornado import TornadoIntegration
     except ImportError:
-        return
-    options: dict[str, Any] = {"integrations": [TornadoIntegration()]}
+        return False
+    options: dict[str, Any] = {
+        "integrations": [
+            LoggingIntegration(event_level=logging.CRITICAL),
+            TornadoIntegration(),
+        ]
+    }
     if settings.get("version"):
         options["release"] = str(settings["version"])
     environment = settings.get("environment") or os.environ.get("ENVIRONMENT")
     if environment:
         options["environment"] = environment
-    options.update(overrides or {})
+    options.update(overrides)
     sentry_sdk.init(**options)
+    return True

@@ -19,6 +19,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import io
 import os
@@ -29,11 +30,11 @@ from typing import Any, NoReturn, TypeVar
 import dotenv
 
 import sprockets_http
-from sprockets_http import logconfig
+from sprockets_http import config, logconfig
 
-_Number = TypeVar("_Number", int, float)
+_T = TypeVar("_T")
 
-USAGE_ERROR = 2
+USAGE_ERROR = config.USAGE_ERROR
 """Exit status of a command line that cannot be carried out (as argparse)."""
 
 
@@ -57,22 +58,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.env_file is not None:
         _load_env_file(parser, args.env_file, args.env_override)
     factory = _load_factory(parser, args.factory)
-    settings: dict[str, Any] = {}
-    if args.port is not None:
-        settings["port"] = args.port
-    if args.procs is not None:
-        settings["number_of_procs"] = args.procs
-    if args.debug:
-        settings["debug"] = True
-    if args.shutdown_delay is not None:
-        settings["shutdown_delay"] = args.shutdown_delay
-    if args.shutdown_limit is not None:
-        settings["shutdown_limit"] = args.shutdown_limit
-    # The same rule run() applies to the DEBUG environment variable.
-    debug = args.debug or sprockets_http._flag(os.environ.get("DEBUG"))
+    settings: dict[str, Any] = {
+        option.name: getattr(args, option.name)
+        for option in _OPTIONS
+        if getattr(args, option.name) is not None
+    }
+    try:
+        debug = config.DEBUG.resolve(settings)
+    except config.EnvironmentValueError as error:
+        parser.error(str(error))
     sprockets_http.run(
         factory, settings, logconfig.default_config(debug, args.log_format)
     )
+
+
+# The runner options the command line sets, with their flags.
+_OPTIONS = (*config.RUN_OPTIONS, config.DEBUG)
+_FLAGS = {config.NUMBER_OF_PROCS.name: "--procs"}
 
 
 def _build_parser() -> _Parser:
@@ -91,17 +93,8 @@ def _build_parser() -> _Parser:
         metavar="MODULE:CALLABLE",
         help="the application factory, e.g. myservice.app:make_app",
     )
-    parser.add_argument(
-        "--port",
-        type=_port,
-        help="TCP port to listen on (else $PORT, else 8000)",
-    )
-    parser.add_argument(
-        "--procs",
-        type=_count,
-        metavar="N",
-        help="worker processes; 0 for one per CPU (the default)",
-    )
+    for option in _OPTIONS:
+        _add_option(parser, option)
     parser.add_argument(
         "--env-file",
         metavar="FILE",
@@ -112,25 +105,6 @@ def _build_parser() -> _Parser:
         "--env-override",
         action="store_true",
         help="let the --env-file variables replace those already set",
-    )
-    parser.add_argument(
-        "--debug",
-        action="store_true",
-        help="Tornado's debug mode, one process, readable logs (else $DEBUG, else off)",
-    )
-    parser.add_argument(
-        "--shutdown-delay",
-        type=_seconds,
-        metavar="SECONDS",
-        help="keep serving this long after SIGTERM while the health check "
-        "fails (else $SHUTDOWN_DELAY, else 0)",
-    )
-    parser.add_argument(
-        "--shutdown-limit",
-        type=_seconds,
-        metavar="SECONDS",
-        help="how long in-flight requests, and each shutdown step, may take "
-        "once stopping (else $SHUTDOWN_LIMIT, else 5)",
     )
     parser.add_argument(
         "--log-format",
@@ -145,32 +119,32 @@ def _build_parser() -> _Parser:
     return parser
 
 
-def _port(value: str) -> int:
-    port = _number(int, value, "a port")
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (0 to 65535)")
-    return port
+def _add_option(parser: _Parser, option: config.Option[Any]) -> None:
+    flag = _FLAGS.get(option.name, option.flag)
+    where = f"else ${option.variable}"
+    if option.convert is config.flag:  # a switch: present means on
+        parser.add_argument(
+            flag,
+            dest=option.name,
+            action="store_const",
+            const=True,
+            help=f"{option.help} ({where}, else off)",
+        )
+        return
+    parser.add_argument(
+        flag,
+        dest=option.name,
+        type=functools.partial(_convert, option),
+        metavar=option.metavar,
+        help=f"{option.help} ({where}, else {option.default})",
+    )
 
 
-def _count(value: str) -> int:
-    count = _number(int, value, "a number of processes")
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"{count} is not a number of processes")
-    return count
-
-
-def _seconds(value: str) -> float:
-    seconds = _number(float, value, "a number of seconds")
-    if not seconds >= 0:  # NaN too
-        raise argparse.ArgumentTypeError(f"{value} is not a number of seconds")
-    return seconds
-
-
-def _number(kind: Callable[[str], _Number], value: str, what: str) -> _Number:
+def _convert(option: config.Option[_T], text: str) -> _T:
     try:
-        return kind(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+        return option.convert(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} {error}") from None
 
 
 def _load_env_file(parser: _Parser, path: str, override: bool) -> None:

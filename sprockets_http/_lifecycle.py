@@ -1,11 +1,29 @@
 """The one mechanism that runs a lifecycle phase.
 
 Application callbacks, extension hooks and the runner's own steps are all
-turned into :class:`Step` objects and run by :func:`run_steps`, so they share
-one set of rules: a step may be a plain function, may return an awaitable, or
-may be a coroutine function; a failing step is logged with its traceback; and
-a failure either stops the phase (``before_run``) or is recorded and the next
-step runs anyway (``on_start``, ``shutdown``).
+turned into :class:`Step` objects and run here, so they share one set of
+rules: a step may be a plain function, may return an awaitable, or may be a
+coroutine function; a failing step is logged with its traceback; and a
+failure either stops the phase (``before_run``) or is recorded and the next
+step runs anyway (``shutdown``).
+
+Three ways to run a phase, for the three places a phase runs:
+
+:func:`run_steps_before_loop`
+    ``before_run``: each step is called while the loop is *not* running,
+    as ``sprockets.http`` called its callbacks, so a step may use
+    ``IOLoop.current().run_sync()``; an awaitable it returns is run to
+    completion on the loop before the next step is called.
+:func:`start_steps`
+    ``on_start``: each step starts as a task of its own, in order, and
+    none waits for another, so a step that runs for ever (a queue
+    consumer) does not hold up the next.
+:func:`run_steps`
+    ``shutdown`` and the runner's drain, inside the running loop, one after
+    the other.
+
+:func:`finish_pending_tasks` then gives work still pending on the loop (a
+write a library scheduled and did not wait for) a bounded time to finish.
 """
 
 from __future__ import annotations
@@ -16,6 +34,8 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from sprockets_http import logconfig
 
 LOGGER = logging.getLogger("sprockets_http.lifecycle")
 
@@ -47,6 +67,47 @@ def describe(func: object) -> str:
     return repr(func)
 
 
+def run_steps_before_loop(
+    loop: asyncio.AbstractEventLoop,
+    phase: str,
+    steps: list[Step],
+    *,
+    stop_on_failure: bool,
+) -> BaseException | None:
+    """Run ``steps`` in order on ``loop``, which must not be running.
+
+    Each step is called outside the loop; an awaitable it returns is run to
+    completion with :meth:`~asyncio.loop.run_until_complete` before the next
+    step is called.
+
+    :returns: the first exception a step raised, or :data:`None`
+    """
+    first_failure: BaseException | None = None
+    for step in steps:
+        result, failure = _call(phase, step)
+        if failure is None and inspect.isawaitable(result):
+            failure = loop.run_until_complete(_settle(phase, step, result, None))
+        _end(step, failure)
+        first_failure = first_failure or failure
+        if failure is not None and stop_on_failure:
+            break
+    return first_failure
+
+
+def start_steps(
+    phase: str, steps: list[Step]
+) -> list[asyncio.Task[BaseException | None]]:
+    """Start each of ``steps`` as a task of its own, in order.
+
+    Must be called in the running loop.  Each task logs its own failure;
+    none is awaited here.
+    """
+    loop = asyncio.get_running_loop()
+    return [
+        loop.create_task(_run_one(phase, step, None), name=step.label) for step in steps
+    ]
+
+
 async def run_steps(
     phase: str,
     steps: list[Step],
@@ -54,7 +115,7 @@ async def run_steps(
     stop_on_failure: bool,
     timeout: float | None = None,
 ) -> BaseException | None:
-    """Run ``steps`` in order and return the first failure, if any.
+    """Run ``steps`` in order inside the running loop.
 
     :param phase: the phase name, used in log lines
     :param steps: what to run, in order
@@ -67,39 +128,99 @@ async def run_steps(
     first_failure: BaseException | None = None
     for step in steps:
         failure = await _run_one(phase, step, timeout)
-        if failure is None:
-            continue
-        if first_failure is None:
-            first_failure = failure
-        if stop_on_failure:
+        first_failure = first_failure or failure
+        if failure is not None and stop_on_failure:
             break
     return first_failure
+
+
+async def finish_pending_tasks(limit: float) -> None:
+    """Wait up to ``limit`` seconds for the loop's other tasks to finish.
+
+    What is still pending then is cancelled, after one WARNING naming each
+    task.  The calling task is not waited for.
+    """
+    current = asyncio.current_task()
+    pending = {task for task in asyncio.all_tasks() if task is not current}
+    if not pending:
+        return
+    LOGGER.debug("waiting for %d pending task(s)", len(pending))
+    _, left = await asyncio.wait(pending, timeout=limit)
+    if not left:
+        return
+    LOGGER.warning(
+        "cancelling %d task(s) still pending after %.1f s: %s",
+        len(left),
+        limit,
+        ", ".join(sorted(_describe_task(task) for task in left)),
+    )
+    for task in left:
+        task.cancel()
+    await asyncio.wait(left, timeout=1.0)
 
 
 async def _run_one(
     phase: str, step: Step, timeout: float | None
 ) -> BaseException | None:
+    result, failure = _call(phase, step)
+    if failure is None and inspect.isawaitable(result):
+        failure = await _settle(phase, step, result, timeout)
+    _end(step, failure)
+    return failure
+
+
+def _call(phase: str, step: Step) -> tuple[Any, BaseException | None]:
     if step.on_begin is not None:
         step.on_begin()
-    failure: BaseException | None = None
     try:
         result = step.func()
-        if inspect.isawaitable(result):
-            await asyncio.wait_for(_awaited(result), timeout)
-    except asyncio.TimeoutError as error:
-        LOGGER.error(
-            "%s step %s did not finish within %.1f seconds", phase, step.label, timeout
-        )
-        failure = error
     except Exception as error:
-        LOGGER.exception("%s step %s failed", phase, step.label)
-        failure = error
+        _report(phase, step, error)
+        return None, error
+    logconfig.enable_library_loggers()
+    return result, None
+
+
+async def _settle(
+    phase: str, step: Step, awaitable: Awaitable[Any], timeout: float | None
+) -> BaseException | None:
+    try:
+        await asyncio.wait_for(_awaited(awaitable), timeout)
+    except asyncio.TimeoutError as error:
+        _report(phase, step, error, f"did not finish within {timeout:.1f} seconds")
+        return error
+    except Exception as error:
+        _report(phase, step, error)
+        return error
+    logconfig.enable_library_loggers()
+    return None
+
+
+def _report(
+    phase: str, step: Step, error: BaseException, what: str | None = None
+) -> None:
+    # The step may have configured logging and disabled this very logger.
+    logconfig.enable_library_loggers()
+    if what is None:
+        LOGGER.error("%s step %s failed", phase, step.label, exc_info=error)
+    else:
+        LOGGER.error("%s step %s %s", phase, step.label, what)
+
+
+def _end(step: Step, failure: BaseException | None) -> None:
     if step.on_end is not None:
         step.on_end(failure)
-    return failure
 
 
 async def _awaited(awaitable: Awaitable[Any]) -> Any:
     # asyncio.wait_for takes coroutines and futures, not every awaitable
     # (a Tornado future from another loop, an object with __await__).
     return await awaitable
+
+
+def _describe_task(task: asyncio.Task[Any]) -> str:
+    coro = task.get_coro()
+    name = getattr(coro, "__qualname__", None) or repr(coro)
+    if name == _run_one.__qualname__:  # an on_start step: its name says more
+        return task.get_name()
+    return f"{task.get_name()} ({name})"

@@ -4,18 +4,24 @@
 service's lifecycle callbacks in :attr:`~CallbackManager.runner_callbacks`:
 
 ``before_run``
-    ``callback(app, io_loop)``, run in order once the loop exists and before
-    any request is served.  A failure stops the start-up: it is logged, the
-    ``shutdown`` callbacks run, and the exception propagates.
+    ``callback(app, io_loop)``, run in order before any request is served,
+    while the loop is not running yet (so a callback may call
+    ``io_loop.run_sync()``); an awaitable a callback returns is run to
+    completion before the next one is called.  A failure stops the
+    start-up: it is logged, the ``shutdown`` callbacks run, and the
+    exception propagates.
 ``on_start``
-    ``callback(app, io_loop)``, run once the service is serving.  A failure
-    is logged and the others still run.
+    ``callback(app, io_loop)``, run once the service is serving.  Each
+    starts on its own, in order, and none waits for another, so a callback
+    that runs as long as the service (a queue consumer) does not hold up
+    the next.  A failure is logged and the others still run.
 ``shutdown``
-    ``callback(app)``, run when the service stops, after in-flight requests
-    have finished.  A failure is logged and the others still run.
+    ``callback(app)``, run in order when the service stops, after in-flight
+    requests have finished.  A failure is logged and the others still run.
 
 Any callback may be a plain function, return an awaitable, or be a coroutine
-function; awaitables are awaited before the next callback starts.
+function.  After the ``shutdown`` callbacks, work still pending on the loop
+gets ``shutdown_limit`` seconds to finish.
 
 Extensions (:mod:`sprockets_http.extensions`), added with
 :meth:`~CallbackManager.add_extension` or named in the ``extensions``
@@ -31,11 +37,12 @@ the application factory returns.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypedDict, TypeVar
 
 import tornado
 from tornado import httputil, ioloop, web
@@ -47,11 +54,45 @@ from sprockets_http.extensions import (
     load_installed,
 )
 
-Callback = Callable[..., Any]
-"""A lifecycle callback: sync, returning an awaitable, or a coroutine function."""
+StartCallback = Callable[[Any, ioloop.IOLoop], Awaitable[object] | None]
+"""A ``before_run`` or ``on_start`` callback: ``callback(app, io_loop)``.
+
+``app`` is the Tornado application; the callback returns :data:`None` or an
+awaitable (a coroutine function qualifies).
+
+.. versionadded:: 3.0.0
+"""
+
+ShutdownCallback = Callable[[Any], Awaitable[object] | None]
+"""A ``shutdown`` callback: ``callback(app)``, returning :data:`None` or an
+awaitable.
+
+.. versionadded:: 3.0.0
+"""
+
+Callback = StartCallback | ShutdownCallback
+"""Any lifecycle callback."""
+
+
+class RunnerCallbacks(TypedDict):
+    """The type of :attr:`CallbackManager.runner_callbacks`.
+
+    .. versionadded:: 3.0.0
+    """
+
+    before_run: list[StartCallback]
+    on_start: list[StartCallback]
+    shutdown: list[ShutdownCallback]
+
+
+_C = TypeVar("_C", StartCallback, ShutdownCallback)
 
 PHASES = ("before_run", "on_start", "shutdown")
 """The keys of :attr:`CallbackManager.runner_callbacks`, in the order they run."""
+
+StopHandler = Callable[[float | None], None]
+"""What :meth:`CallbackManager.stop` hands a stop to: called with the
+``shutdown_limit`` the caller gave, or :data:`None`."""
 
 _ACCESS_LOG = logging.getLogger("tornado.access")
 # What tornado.web.RequestHandler.clear() puts in every response.
@@ -62,6 +103,9 @@ class CallbackManager:
     """The lifecycle half of an application.
 
     :param tornado_application: the application handed to callbacks
+    :param runner_callbacks: the callbacks, as a dictionary of lists keyed by
+        phase; it is used as it is (missing phases are added), so callbacks
+        appended to its lists later still run
     :raises sprockets_http.extensions.ExtensionError: when the ``extensions``
         setting names an extension no installed package publishes, or one
         that cannot be added
@@ -75,11 +119,24 @@ class CallbackManager:
     settings: dict[str, Any]
     """The Tornado application's settings."""
 
-    def __init__(self, tornado_application: web.Application) -> None:
+    stop_handler: StopHandler | None = None
+    """Set by the :class:`~sprockets_http.runner.Runner` serving this
+    application: :meth:`stop` hands the stop to it, so that the process
+    stops as on SIGTERM.
+
+    .. versionadded:: 3.0.0
+    """
+
+    def __init__(
+        self,
+        tornado_application: web.Application,
+        runner_callbacks: Mapping[str, list[Any]] | None = None,
+    ) -> None:
         self._tornado_application = tornado_application
-        self.runner_callbacks: dict[str, list[Callback]] = {
-            phase: [] for phase in PHASES
-        }
+        callbacks: Any = {} if runner_callbacks is None else runner_callbacks
+        for phase in PHASES:
+            callbacks.setdefault(phase, [])
+        self.runner_callbacks: RunnerCallbacks = callbacks
         self._extensions = ExtensionRegistry()
         configured = tornado_application.settings.get("extensions") or ()
         for extension, version in load_installed(configured):
@@ -91,17 +148,17 @@ class CallbackManager:
         return self._tornado_application
 
     @property
-    def before_run_callbacks(self) -> list[Callback]:
+    def before_run_callbacks(self) -> list[StartCallback]:
         """The ``before_run`` callbacks, in the order they run."""
         return self.runner_callbacks["before_run"]
 
     @property
-    def on_start_callbacks(self) -> list[Callback]:
-        """The ``on_start`` callbacks, in the order they run."""
+    def on_start_callbacks(self) -> list[StartCallback]:
+        """The ``on_start`` callbacks, in the order they start."""
         return self.runner_callbacks["on_start"]
 
     @property
-    def on_shutdown_callbacks(self) -> list[Callback]:
+    def on_shutdown_callbacks(self) -> list[ShutdownCallback]:
         """The ``shutdown`` callbacks, in the order they run."""
         return self.runner_callbacks["shutdown"]
 
@@ -148,22 +205,67 @@ class CallbackManager:
         args: tuple[Any, ...] = (self.tornado_application,)
         if phase != "shutdown":
             args += (io_loop,)
-        callbacks = [
+        callbacks: list[Callable[..., Any]] = self.runner_callbacks[phase]  # type: ignore[literal-required]
+        steps = [
             _lifecycle.Step(
                 f"{phase} callback {_lifecycle.describe(callback)}",
                 functools.partial(callback, *args),
             )
-            for callback in self.runner_callbacks[phase]
+            for callback in callbacks
         ]
         hooks = self._extensions.steps(phase, args)
         if phase == "shutdown":
-            return callbacks + hooks
-        return hooks + callbacks
+            return steps + hooks
+        return hooks + steps
+
+    def start(self, io_loop: ioloop.IOLoop, shutdown_limit: float = 5.0) -> None:
+        """Run the ``before_run`` callbacks now and schedule ``on_start``.
+
+        :param io_loop: a loop that is not running yet; ``before_run``
+            callbacks run to completion on it before this returns, and the
+            ``on_start`` callbacks start once it runs
+        :param shutdown_limit: passed to :meth:`run_shutdown` when a
+            ``before_run`` callback fails
+        :raises Exception: what a failing ``before_run`` callback raised,
+            after the ``shutdown`` callbacks have run
+
+        In a running loop, await :meth:`run_before_run` and
+        :meth:`run_on_start` instead.
+        """
+        self.run_before_run_sync(io_loop, shutdown_limit)
+        io_loop.add_callback(self.start_on_start, io_loop)
+
+    def run_before_run_sync(
+        self, io_loop: ioloop.IOLoop, shutdown_limit: float = 5.0
+    ) -> None:
+        """Run the ``before_run`` callbacks on ``io_loop``, which is not running.
+
+        Each callback is called outside the loop; an awaitable it returns is
+        run to completion on the loop before the next is called.
+
+        :raises Exception: what the first failing callback raised, after it
+            was logged and the ``shutdown`` callbacks have run
+
+        .. versionadded:: 3.0.0
+        """
+        loop = io_loop.asyncio_loop  # type: ignore[attr-defined]
+        failure = _lifecycle.run_steps_before_loop(
+            loop,
+            "before_run",
+            self.phase_steps("before_run", io_loop),
+            stop_on_failure=True,
+        )
+        if failure is not None:
+            loop.run_until_complete(self.run_shutdown(shutdown_limit))
+            raise failure
 
     async def run_before_run(
         self, io_loop: ioloop.IOLoop, shutdown_limit: float = 5.0
     ) -> None:
-        """Run the ``before_run`` callbacks.
+        """Run the ``before_run`` callbacks inside the running loop.
+
+        For a service started inside a loop that already runs; otherwise
+        use :meth:`start`, which calls them before the loop runs.
 
         :param shutdown_limit: passed to :meth:`run_shutdown` when a
             callback fails
@@ -179,14 +281,30 @@ class CallbackManager:
             await self.run_shutdown(shutdown_limit)
             raise failure
 
-    async def run_on_start(self, io_loop: ioloop.IOLoop) -> None:
-        """Run the ``on_start`` callbacks; failures are logged.
+    def start_on_start(
+        self, io_loop: ioloop.IOLoop
+    ) -> list[asyncio.Task[BaseException | None]]:
+        """Start the ``on_start`` callbacks, each as a task of its own.
+
+        Call it in the running loop.  The tasks start in order and none
+        waits for another; each logs its own failure.
+
+        :returns: the tasks, for a caller that wants to wait for them
 
         .. versionadded:: 3.0.0
         """
-        await _lifecycle.run_steps(
-            "on_start", self.phase_steps("on_start", io_loop), stop_on_failure=False
-        )
+        return _lifecycle.start_steps("on_start", self.phase_steps("on_start", io_loop))
+
+    async def run_on_start(self, io_loop: ioloop.IOLoop) -> None:
+        """Start the ``on_start`` callbacks and wait until all have finished.
+
+        Failures are logged.
+
+        .. versionadded:: 3.0.0
+        """
+        tasks = self.start_on_start(io_loop)
+        if tasks:
+            await asyncio.wait(tasks)
 
     async def run_shutdown(self, shutdown_limit: float = 5.0) -> None:
         """Run the ``shutdown`` callbacks; failures are logged.
@@ -203,42 +321,42 @@ class CallbackManager:
             timeout=shutdown_limit,
         )
 
-    def start(self, io_loop: ioloop.IOLoop) -> None:
-        """Run the ``before_run`` callbacks now and schedule ``on_start``.
-
-        :param io_loop: a loop that is not running yet; ``before_run``
-            callbacks run to completion on it before this returns
-        :raises Exception: what a failing ``before_run`` callback raised,
-            after the ``shutdown`` callbacks have run
-
-        In a running loop, await :meth:`run_before_run` and
-        :meth:`run_on_start` instead.
-        """
-        io_loop.run_sync(functools.partial(self.run_before_run, io_loop))
-        io_loop.add_callback(self.run_on_start, io_loop)
-
     def stop(
         self,
         io_loop: ioloop.IOLoop,
-        shutdown_limit: float = 5.0,
-        wait_timeout: float = 1.0,
+        shutdown_limit: float | None = None,
+        wait_timeout: float | None = None,
     ) -> None:
-        """Schedule the ``shutdown`` callbacks, then stop ``io_loop``.
+        """Stop the application: the whole process when a runner serves it.
 
-        :param io_loop: the loop to stop once the callbacks have finished
-        :param shutdown_limit: seconds each awaitable callback may take
+        :param io_loop: the loop the application runs on
+        :param shutdown_limit: seconds each awaitable ``shutdown`` callback,
+            and then the work still pending on the loop, may take; default
+            5, or the runner's own setting
         :param wait_timeout: accepted for compatibility with
             ``sprockets.http``; nothing polls any more, so it has no effect
 
+        When a :class:`~sprockets_http.runner.Runner` serves the application,
+        the process stops as it does on SIGTERM: it drains, runs the
+        ``shutdown`` callbacks once and exits with status 0.  This may be
+        called from any callback, handler or task, and before the service
+        is ready.  Otherwise the ``shutdown`` callbacks run, pending work
+        gets ``shutdown_limit`` seconds, and then ``io_loop`` is stopped.
+
         Returns at once; the work happens when ``io_loop`` runs.
         """
-        io_loop.add_callback(self._stop_then_halt, io_loop, shutdown_limit)
+        if self.stop_handler is not None:
+            self.stop_handler(shutdown_limit)
+            return
+        limit = 5.0 if shutdown_limit is None else shutdown_limit
+        io_loop.add_callback(self._stop_then_halt, io_loop, limit)
 
     async def _stop_then_halt(
         self, io_loop: ioloop.IOLoop, shutdown_limit: float
     ) -> None:
         try:
             await self.run_shutdown(shutdown_limit)
+            await _lifecycle.finish_pending_tasks(shutdown_limit)
         finally:
             io_loop.stop()
 
@@ -246,13 +364,18 @@ class CallbackManager:
 class Application(CallbackManager, web.Application):
     """A :class:`tornado.web.Application` with lifecycle callbacks.
 
-    Takes the same arguments as :class:`tornado.web.Application`.  Besides
-    the callbacks it adds:
+    Takes the same arguments as :class:`tornado.web.Application`, plus
+    ``runner_callbacks``, a dictionary of callback lists keyed by phase (as
+    :attr:`~CallbackManager.runner_callbacks`).  Besides the callbacks it
+    adds:
 
     * an access log line per request (:meth:`log_request`);
-    * the ``Server`` response header: the ``server_header`` setting when
-      present (:data:`None` removes the header), else ``service/version``
-      or ``service`` from the settings, else no header at all.
+    * the ``Server`` response header from the ``server_header`` setting,
+      read for every response, so the application may change it while it
+      runs; :data:`None` leaves no ``Server`` header.  When not given, the
+      setting is made ``service/version`` or ``service`` from the settings,
+      else :data:`None`.  A handler that sets ``Server`` itself keeps its
+      value.
     """
 
     draining: bool = False
@@ -264,9 +387,20 @@ class Application(CallbackManager, web.Application):
     .. versionadded:: 3.0.0
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        runner_callbacks: Mapping[str, list[Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         web.Application.__init__(self, *args, **kwargs)
-        CallbackManager.__init__(self, self)
+        CallbackManager.__init__(self, self, runner_callbacks)
+        if "server_header" not in self.settings:
+            service = self.settings.get("service")
+            version = self.settings.get("version")
+            self.settings["server_header"] = (
+                f"{service}/{version}" if service and version else service or None
+            )
         self.add_transform(_server_header_transform(self.settings))
 
     def log_request(self, handler: web.RequestHandler) -> None:
@@ -324,17 +458,11 @@ class Application(CallbackManager, web.Application):
 def _server_header_transform(
     settings: dict[str, Any],
 ) -> type[web.OutputTransform]:
-    """An output transform that puts this application's ``Server`` header.
+    """An output transform that puts the ``server_header`` setting in responses.
 
     Only Tornado's own default header is replaced, so a handler that sets
     ``Server`` itself keeps its value.
     """
-    if "server_header" in settings:
-        value: str | None = settings["server_header"]
-    elif settings.get("service") and settings.get("version"):
-        value = f"{settings['service']}/{settings['version']}"
-    else:
-        value = settings.get("service") or None
 
     class ServerHeader(web.OutputTransform):
         def __init__(self, request: httputil.HTTPServerRequest) -> None:
@@ -348,6 +476,7 @@ def _server_header_transform(
             finishing: bool,
         ) -> tuple[int, httputil.HTTPHeaders, bytes]:
             if headers.get("Server") == _DEFAULT_SERVER:
+                value = settings.get("server_header")
                 if value is None:
                     del headers["Server"]
                 else:
@@ -358,10 +487,19 @@ def _server_header_transform(
 
 
 class _ApplicationAdapter(CallbackManager):
-    """Lifecycle callbacks for a plain :class:`tornado.web.Application`."""
+    """Lifecycle callbacks for a plain :class:`tornado.web.Application`.
+
+    Callbacks the application carries in a ``runner_callbacks`` attribute
+    are used; an application without one is given the adapter's, as
+    ``sprockets.http`` did, so a factory may keep appending to it.
+    """
 
     def __init__(self, tornado_application: web.Application) -> None:
-        super().__init__(tornado_application)
+        super().__init__(
+            tornado_application, getattr(tornado_application, "runner_callbacks", None)
+        )
+        application: Any = tornado_application
+        application.runner_callbacks = self.runner_callbacks
         self.settings = tornado_application.settings
 
     def __repr__(self) -> str:
@@ -370,14 +508,16 @@ class _ApplicationAdapter(CallbackManager):
 
 def wrap_application(
     application: web.Application | CallbackManager,
-    before_run: Callback | Iterable[Callback] | None = None,
-    on_start: Callback | Iterable[Callback] | None = None,
-    shutdown: Callback | Iterable[Callback] | None = None,
+    before_run: StartCallback | Iterable[StartCallback] | None = None,
+    on_start: StartCallback | Iterable[StartCallback] | None = None,
+    shutdown: ShutdownCallback | Iterable[ShutdownCallback] | None = None,
 ) -> CallbackManager:
     """Give ``application`` the lifecycle interface and add callbacks to it.
 
     :param application: an :class:`Application` (returned as it is, with
-        the callbacks appended) or a plain Tornado application (wrapped)
+        the callbacks appended) or a plain Tornado application (wrapped; its
+        ``runner_callbacks`` attribute, a dictionary of callback lists, is
+        honoured and created when missing)
     :param before_run: a callback or an iterable of callbacks to append
     :param on_start: a callback or an iterable of callbacks to append
     :param shutdown: a callback or an iterable of callbacks to append
@@ -387,10 +527,15 @@ def wrap_application(
         manager = application
     else:
         manager = _ApplicationAdapter(application)
-    for phase, callbacks in zip(PHASES, (before_run, on_start, shutdown), strict=True):
-        if callbacks is None:
-            continue
-        if callable(callbacks):
-            callbacks = [callbacks]
-        manager.runner_callbacks[phase].extend(callbacks)
+    manager.before_run_callbacks.extend(_listed(before_run))
+    manager.on_start_callbacks.extend(_listed(on_start))
+    manager.on_shutdown_callbacks.extend(_listed(shutdown))
     return manager
+
+
+def _listed(callbacks: _C | Iterable[_C] | None) -> list[_C]:
+    if callbacks is None:
+        return []
+    if callable(callbacks):
+        return [callbacks]
+    return list(callbacks)

@@ -12,6 +12,10 @@ Two formats:
     and ``ENVIRONMENT`` environment variables are set, and ``exception``
     (the formatted traceback) when there is one.  A traceback never spans
     several lines of output.
+
+Whatever configuration is installed, the loggers of ``sprockets_http``, of
+Tornado (the access log, ``tornado.application``...) and of asyncio stay
+enabled: see :func:`enable_library_loggers`.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ LogFormat = Literal["text", "json"]
 
 # Made once: json.dumps() with options builds an encoder on every call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+# Loggers under these names are re-enabled by enable_library_loggers().
+_LIBRARY_LOGGERS = ("sprockets_http", "tornado", "asyncio")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(process)d] %(name)s: %(message)s"
 """The :class:`logging.Formatter` format of the ``text`` log format."""
@@ -117,3 +124,27 @@ def default_config(
             "handlers": ["console"],
         },
     }
+
+
+def enable_library_loggers() -> None:
+    """Re-enable the loggers of ``sprockets_http``, Tornado and asyncio.
+
+    :func:`logging.config.dictConfig` disables every logger that exists
+    when it runs and that its configuration does not name, unless told
+    ``disable_existing_loggers: False``.  Those loggers are created when
+    their modules are imported, so a service that configures logging
+    itself would silently lose the access log, the runner's lines and
+    Tornado's own error reports.  The runner calls this after installing
+    ``log_config``, after the application factory and after each lifecycle
+    step, the places where a service configures logging.  Use levels, not
+    ``disabled``, to quiet these loggers.
+
+    .. versionadded:: 3.0.0
+    """
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if (
+            isinstance(logger, logging.Logger)
+            and logger.disabled
+            and name.partition(".")[0] in _LIBRARY_LOGGERS
+        ):
+            logger.disabled = False

@@ -1,18 +1,21 @@
 """Running one service process: its HTTP server, its signals and its drain.
 
-:class:`Runner` takes an application, and :meth:`Runner.serve` takes it
-through its whole life on the running asyncio loop:
+:class:`Runner` takes an application through its whole life in this
+process, on an asyncio loop that :func:`serve_until_stopped` creates:
 
-1. run the ``before_run`` callbacks (a failure ends the process with status
-   :data:`EXIT_START_FAILED` after the ``shutdown`` callbacks ran);
-2. start accepting connections on sockets bound beforehand, then run the
+1. run the ``before_run`` callbacks before the loop runs (a failure ends the
+   process with status :data:`EXIT_START_FAILED` after the ``shutdown``
+   callbacks ran);
+2. start accepting connections on sockets bound beforehand, then start the
    ``on_start`` callbacks;
-3. on SIGTERM or SIGINT, mark the application as draining (so that
-   :class:`~sprockets_http.health.HealthHandler` fails), keep serving for
-   :attr:`Runner.shutdown_delay` seconds, then stop accepting, close idle
-   keep-alive connections at once, let in-flight requests finish (for at
-   most :attr:`Runner.shutdown_limit` seconds), run the ``shutdown``
-   callbacks and return.
+3. on SIGTERM or SIGINT, or when the application calls
+   :meth:`~sprockets_http.app.CallbackManager.stop`, mark the application as
+   draining (so that :class:`~sprockets_http.health.HealthHandler` fails),
+   keep serving for :attr:`Runner.shutdown_delay` seconds, then stop
+   accepting, close idle keep-alive connections at once, let in-flight
+   requests finish (for at most :attr:`Runner.shutdown_limit` seconds), run
+   the ``shutdown`` callbacks, give tasks still pending on the loop
+   ``shutdown_limit`` seconds to finish, and return.
 
 Nothing polls: the drain ends the moment the last connection closes, so an
 idle service exits as soon as its ``shutdown`` callbacks are done.  A second
@@ -35,13 +38,21 @@ import typing
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from tornado import http1connection, httpserver, httputil, ioloop, netutil, web
+from tornado import http1connection, httpserver, httputil, ioloop, web
 
-from sprockets_http import _lifecycle, _systemd
-from sprockets_http.app import Callback, CallbackManager, wrap_application
+from sprockets_http import _lifecycle, _systemd, config, listen, logconfig
+from sprockets_http.app import (
+    CallbackManager,
+    ShutdownCallback,
+    StartCallback,
+    wrap_application,
+)
 
 EXIT_START_FAILED = 70
-"""Exit status of a process whose ``before_run`` callbacks failed (EX_SOFTWARE)."""
+"""Exit status of a process whose application could not start (EX_SOFTWARE).
+
+The factory raised, or a ``before_run`` callback failed.
+"""
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that start a graceful stop."""
@@ -67,15 +78,27 @@ _SERVER_SETTINGS = (
     "ssl_options",
 )
 
+LOGGER = logging.getLogger("sprockets_http.runner")
 
-def bind(port: int, address: str | None = None) -> list[socket.socket]:
-    """Bind the listening sockets for ``port`` (0 picks a free port).
+ServeProcesses = Callable[[Callable[[], "Runner"], list[socket.socket], int], None]
+"""How :meth:`Runner.run` serves with several processes:
+``serve(make_runner, sockets, processes)``."""
 
-    :param port: the TCP port
-    :param address: the address to bind; :data:`None` binds every interface
-    :raises OSError: when the port cannot be bound
+_serve_processes: ServeProcesses | None = None
+
+
+def use_for_several_processes(serve: ServeProcesses) -> None:
+    """Tell :meth:`Runner.run` how to serve with more than one process.
+
+    :mod:`sprockets_http.supervisor` calls this when it is imported (and
+    importing :mod:`sprockets_http` imports it), handing over its
+    :func:`~sprockets_http.supervisor.serve`.  The supervisor is built on
+    this module, so this module cannot import it.
+
+    .. versionadded:: 3.0.0
     """
-    return netutil.bind_sockets(port, address=address)
+    global _serve_processes
+    _serve_processes = serve
 
 
 def serve_until_stopped(
@@ -83,30 +106,49 @@ def serve_until_stopped(
     sockets: list[socket.socket],
     on_ready: Callable[[Runner], None] | None = None,
 ) -> None:
-    """Run :meth:`Runner.serve` in a new asyncio loop; the blocking part.
+    """Serve in this process until stopped, on a new asyncio loop.
 
-    :param make_runner: called inside the running loop, so that the
-        application and whatever it creates belong to that loop
+    :param make_runner: called once the loop exists and before it runs, so
+        that the application factory may use ``IOLoop.current()`` (even
+        ``run_sync``) and what it creates belongs to that loop
     :param sockets: the bound listening sockets
     :param on_ready: passed to :meth:`Runner.serve`
     :raises SystemExit: with the status :meth:`Runner.serve` returned
         when it is not 0; with :data:`EXIT_START_FAILED` when
         ``make_runner`` raised
-    """
 
-    async def main() -> int:
+    The loop is closed before this returns, after what is still pending on
+    it was cancelled.
+    """
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
         try:
             runner = make_runner()
         except Exception:
-            logging.getLogger("sprockets_http.runner").exception(
-                "creating the application failed"
-            )
-            return EXIT_START_FAILED
-        return await runner.serve(sockets, on_ready)
-
-    status = asyncio.run(main())
+            logconfig.enable_library_loggers()
+            LOGGER.exception("creating the application failed")
+            status = EXIT_START_FAILED
+        else:
+            status = runner.serve(sockets, on_ready)
+    finally:
+        _close(loop)
     if status:
         raise SystemExit(status)
+
+
+def _close(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 class Runner:
@@ -118,11 +160,14 @@ class Runner:
     :param on_start: callback(s) added to the ``on_start`` phase
     :param shutdown: callback(s) added to the ``shutdown`` phase
 
+    The application's :meth:`~sprockets_http.app.CallbackManager.stop`
+    stops this runner as SIGTERM does.
+
     .. attribute:: shutdown_limit
 
-       Seconds in-flight requests may take to finish once a stop signal
-       arrived, and seconds each ``shutdown`` callback may take.
-       Default 5.
+       Seconds in-flight requests may take to finish once a stop began,
+       seconds each ``shutdown`` callback may take, and seconds the tasks
+       still pending afterwards get.  Default 5.
 
     .. attribute:: shutdown_delay
 
@@ -136,23 +181,34 @@ class Runner:
 
        Kept for compatibility with ``sprockets.http``; nothing polls any
        more, so it has no effect.
+
+    .. attribute:: on_stop
+
+       Called once, when a stop begins, with the signal number, or
+       :data:`None` when the application asked to stop.  Default
+       :data:`None`.
+
+       .. versionadded:: 3.0.0
     """
 
     def __init__(
         self,
         app: web.Application | CallbackManager,
-        before_run: Callback | Iterable[Callback] | None = None,
-        on_start: Callback | Iterable[Callback] | None = None,
-        shutdown: Callback | Iterable[Callback] | None = None,
+        before_run: StartCallback | Iterable[StartCallback] | None = None,
+        on_start: StartCallback | Iterable[StartCallback] | None = None,
+        shutdown: ShutdownCallback | Iterable[ShutdownCallback] | None = None,
     ) -> None:
         self.application = wrap_application(app, before_run, on_start, shutdown)
-        self.logger = logging.getLogger("sprockets_http.runner")
+        self.application.stop_handler = self._stop_asked_by_application
+        self.logger = LOGGER
         self.server: _DrainingHTTPServer | None = None
         self.shutdown_limit = 5.0
         self.shutdown_delay = 0.0
         self.wait_timeout = 1.0
-        self._stop_signal: asyncio.Future[int] | None = None
-        self._hurry: asyncio.Event | None = None
+        self.on_stop: Callable[[int | None], None] | None = None
+        # asyncio.Event binds to a loop when first waited for, not here.
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
 
     @property
     def stop_budget(self) -> float:
@@ -160,17 +216,18 @@ class Runner:
 
         ``shutdown_delay`` + ``shutdown_limit`` for the drain +
         ``shutdown_limit`` per step of the ``shutdown`` phase, callbacks and
-        extension hooks alike (each is cancelled when it takes longer).  A
-        synchronous step that blocks cannot be cancelled, so this is a
-        promise only for well-behaved ones.
+        extension hooks alike (each is cancelled when it takes longer) +
+        ``shutdown_limit`` for the tasks still pending.  A synchronous step
+        that blocks cannot be cancelled, so this is a promise only for
+        well-behaved ones.
 
         .. versionadded:: 3.0.0
         """
         steps = len(self.application.phase_steps("shutdown"))
-        return self.shutdown_delay + self.shutdown_limit * (1 + steps)
+        return self.shutdown_delay + self.shutdown_limit * (2 + steps)
 
     def run(self, port: int, number_of_procs: int = 0) -> None:
-        """Bind ``port`` and serve until a stop signal; the blocking entry point.
+        """Bind ``port`` and serve until stopped; the blocking entry point.
 
         :param port: the TCP port to listen on
         :param number_of_procs: how many processes to run, see
@@ -178,66 +235,54 @@ class Runner:
             one, this application is created once here and every worker
             process serves its own copy of it
         :raises SystemExit: with :data:`EXIT_START_FAILED` when a
-            ``before_run`` callback failed, and with the statuses listed in
+            ``before_run`` callback failed, with 1 when the port cannot be
+            bound, and with the statuses listed in
             :mod:`sprockets_http.supervisor` for several processes
 
-        It creates and runs its own asyncio loop with :func:`asyncio.run`,
-        in each worker process when there are several.
+        Kept for ``sprockets.http``; :func:`sprockets_http.run` does this
+        and more.
         """
-        # The supervisor is built on this module, hence the late import.
-        from sprockets_http import supervisor
+        debug = bool(self.application.settings.get("debug"))
+        processes = config.process_count(number_of_procs, debug)
+        sockets = self._bind(port)
+        if processes == 1:
+            serve_until_stopped(lambda: self, sockets)
+            return
+        assert _serve_processes is not None, "sprockets_http.supervisor not loaded"
+        _serve_processes(lambda: self, sockets, processes)
 
-        processes = supervisor.process_count(
-            number_of_procs, bool(self.application.settings.get("debug"))
-        )
-        supervisor.serve(lambda: self, bind(port), processes)
-
-    async def serve(
+    def serve(
         self,
         sockets: list[socket.socket],
         on_ready: Callable[[Runner], None] | None = None,
     ) -> int:
-        """Take the application through its whole life on the running loop.
+        """Take the application through its whole life; blocks until it stopped.
 
-        :param sockets: listening sockets, bound beforehand (see :func:`bind`)
+        :param sockets: listening sockets, bound beforehand (see
+            :func:`sprockets_http.listen.bind`)
         :param on_ready: called with this runner once the ``before_run``
             callbacks are done and the sockets accept connections
         :returns: 0 after a graceful stop, :data:`EXIT_START_FAILED` when a
             ``before_run`` callback failed
 
-        SIGTERM and SIGINT are handled through the running loop while this
-        runs, and restored to their previous handling when it returns.
+        Runs on the current asyncio loop (see :func:`serve_until_stopped`),
+        which must not be running: the ``before_run`` callbacks are called
+        before it runs.  SIGTERM and SIGINT are handled through the loop
+        while this runs, and restored to their previous handling when it
+        returns.  The sockets are closed when it returns.
 
         .. versionadded:: 3.0.0
         """
         io_loop = ioloop.IOLoop.current()
-        loop = asyncio.get_running_loop()
-        self._stop_signal = loop.create_future()
-        self._hurry = asyncio.Event()
-        for signo in STOP_SIGNALS:
-            loop.add_signal_handler(signo, self._on_signal, signo)
+        loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
+        self._handle_stop_signals(loop)
         try:
             try:
-                await self.application.run_before_run(io_loop, self.shutdown_limit)
+                self.application.run_before_run_sync(io_loop, self.shutdown_limit)
             except Exception:
                 self.logger.critical("before_run failed, not serving")
                 return EXIT_START_FAILED
-            if not self._stop_signal.done():
-                self._listen(sockets)
-                _systemd.notify("READY=1")
-                if on_ready is not None:
-                    on_ready(self)
-                on_start = asyncio.ensure_future(self.application.run_on_start(io_loop))
-                await self._stop_signal
-                await self._serve_while_failing_health()
-                on_start.cancel()  # a slow on_start must not outlive the service
-            await _lifecycle.run_steps(
-                "drain",
-                [_lifecycle.Step("stop accepting and finish requests", self._drain)],
-                stop_on_failure=False,
-            )
-            await self.application.run_shutdown(self.shutdown_limit)
-            self.logger.info("stopped (pid %d)", os.getpid())
+            loop.run_until_complete(self._serve(io_loop, sockets, on_ready))
             return 0
         finally:
             for signo in STOP_SIGNALS:
@@ -246,15 +291,27 @@ class Runner:
                 sock.close()
 
     def start_server(self, port: int, number_of_procs: int = 0) -> None:
-        """Bind ``port`` and start accepting connections on the current loop.
+        """Listen on ``port`` and handle stop signals on the current loop.
 
         :param port: the TCP port to listen on
-        :param number_of_procs: accepted for compatibility; one process
+        :param number_of_procs: accepted for compatibility; this serves in
+            one process
 
-        :meth:`serve` does this itself; call this only to drive the loop
-        yourself.
+        For a caller that runs the loop itself, as with ``sprockets.http``::
+
+            Runner(make_app()).start_server(8000)
+            IOLoop.current().start()
+
+        On SIGTERM or SIGINT (or the application's ``stop()``) the server
+        drains, the ``shutdown`` callbacks run and then the loop is stopped,
+        so ``start()`` returns.  ``before_run`` and ``on_start`` callbacks
+        are not run: :meth:`run` and :meth:`serve` do that.
         """
-        self._listen(bind(port))
+        io_loop = ioloop.IOLoop.current()
+        loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
+        self._handle_stop_signals(loop)
+        self._listen(self._bind(port))
+        loop.create_task(self._stop_then_halt(io_loop))
 
     def stop_server(self) -> None:
         """Stop accepting connections and close idle keep-alive connections.
@@ -270,6 +327,48 @@ class Runner:
         .. versionadded:: 3.0.0
         """
         self._on_signal(signo)
+
+    def _bind(self, port: int) -> list[socket.socket]:
+        shared = config.REUSE_PORT.resolve(self.application.settings)
+        return listen.bind_or_exit(port, shared=shared)
+
+    def _handle_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signo in STOP_SIGNALS:
+            loop.add_signal_handler(signo, self._on_signal, signo)
+
+    async def _serve(
+        self,
+        io_loop: ioloop.IOLoop,
+        sockets: list[socket.socket],
+        on_ready: Callable[[Runner], None] | None,
+    ) -> None:
+        if not self._stopping.is_set():  # a stop asked for during before_run
+            self._listen(sockets)
+            _systemd.notify("READY=1")
+            if on_ready is not None:
+                on_ready(self)
+            self.application.start_on_start(io_loop)
+        await self._until_stopped()
+
+    async def _stop_then_halt(self, io_loop: ioloop.IOLoop) -> None:
+        try:
+            await self._until_stopped()
+        finally:
+            for signo in STOP_SIGNALS:
+                io_loop.asyncio_loop.remove_signal_handler(signo)  # type: ignore[attr-defined]
+            io_loop.stop()
+
+    async def _until_stopped(self) -> None:
+        await self._stopping.wait()
+        await self._serve_while_failing_health()
+        await _lifecycle.run_steps(
+            "drain",
+            [_lifecycle.Step("stop accepting and finish requests", self._drain)],
+            stop_on_failure=False,
+        )
+        await self.application.run_shutdown(self.shutdown_limit)
+        await _lifecycle.finish_pending_tasks(self.shutdown_limit)
+        self.logger.info("stopped (pid %d)", os.getpid())
 
     def _listen(self, sockets: list[socket.socket]) -> None:
         settings = self.application.settings
@@ -287,15 +386,15 @@ class Runner:
             "serving on port %s (pid %d)", ", ".join(map(str, ports)), os.getpid()
         )
 
+    def _stop_asked_by_application(self, shutdown_limit: float | None) -> None:
+        if shutdown_limit is not None:
+            self.shutdown_limit = shutdown_limit
+        self._begin_stop(None, "the application asked to stop")
+
     def _on_signal(self, signo: int) -> None:
         name = signal.Signals(signo).name
-        if self._stop_signal is None or self._hurry is None:
-            return
-        if not self._stop_signal.done():
-            self.logger.info("received %s, stopping (pid %d)", name, os.getpid())
-            _mark_draining(self.application.tornado_application)
-            _systemd.notify("STOPPING=1")
-            self._stop_signal.set_result(signo)
+        if not self._stopping.is_set():
+            self._begin_stop(signo, f"received {name}")
             return
         self.logger.warning(
             "received %s again, not waiting any longer (pid %d)", name, os.getpid()
@@ -304,9 +403,18 @@ class Runner:
         if self.server is not None:
             self.server.abandon_drain()
 
+    def _begin_stop(self, signo: int | None, why: str) -> None:
+        if self._stopping.is_set():
+            return
+        self.logger.info("%s, stopping (pid %d)", why, os.getpid())
+        _mark_draining(self.application.tornado_application)
+        _systemd.notify("STOPPING=1")
+        self._stopping.set()
+        if self.on_stop is not None:
+            self.on_stop(signo)
+
     async def _serve_while_failing_health(self) -> None:
-        assert self._hurry is not None
-        if self.shutdown_delay <= 0 or self._hurry.is_set():
+        if self.server is None or self.shutdown_delay <= 0 or self._hurry.is_set():
             return
         self.logger.info(
             "health check failing, still serving for %.1f s (pid %d)",

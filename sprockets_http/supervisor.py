@@ -78,7 +78,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sprockets_http import _systemd
-from sprockets_http.runner import EXIT_START_FAILED, Runner, serve_until_stopped
+from sprockets_http.runner import (
+    EXIT_START_FAILED,
+    Runner,
+    serve_until_stopped,
+    use_for_several_processes,
+)
 
 LOGGER = logging.getLogger("sprockets_http.supervisor")
 
@@ -108,23 +113,9 @@ _HANDLED_SIGNALS = (
     signal.SIGTTOU,
     signal.SIGCHLD,
 )
-_READY = b"ready"
-
-
-def process_count(number_of_procs: int, debug: bool) -> int:
-    """How many processes to run for the ``number_of_procs`` setting.
-
-    :param number_of_procs: 0 for one per CPU, else the count
-    :param debug: debug mode always runs one process
-    :raises ValueError: when ``number_of_procs`` is negative
-
-    .. versionadded:: 3.0.0
-    """
-    if number_of_procs < 0:
-        raise ValueError(f"number_of_procs must be 0 or more, not {number_of_procs}")
-    if debug:
-        return 1
-    return number_of_procs or os.cpu_count() or 1
+# What a worker tells the parent, one line each.
+_READY = b"ready"  # followed by the worker's stop budget
+_STOP = b"stop"  # the application asked the service to stop
 
 
 def serve(
@@ -367,6 +358,8 @@ class Supervisor:
             name, _, value = line.partition(b" ")
             if name == _READY and not worker.ready:
                 self._on_ready(worker, float(value))
+            elif name == _STOP:
+                self._on_stop_asked(worker)
 
     def _on_ready(self, worker: _Worker, budget: float) -> None:
         worker.ready = True
@@ -388,6 +381,24 @@ class Supervisor:
                 "all %d workers ready (supervisor pid %d)", self._wanted, os.getpid()
             )
             _systemd.notify("READY=1")
+
+    def _on_stop_asked(self, worker: _Worker) -> None:
+        # The worker stops itself; the others are told as on SIGTERM.
+        self._mark_stopping(worker)
+        if self._stopping:
+            return
+        if worker.ready:
+            LOGGER.warning(
+                "worker %d: the application asked to stop, stopping the service",
+                worker.pid,
+            )
+        else:
+            LOGGER.error(
+                "worker %d: the application asked to stop before it was ready, "
+                "stopping the service",
+                worker.pid,
+            )
+        self._begin_stop(signal.SIGTERM, 0)
 
     # -- workers that exit -------------------------------------------------
 
@@ -472,11 +483,14 @@ class Supervisor:
                 self._stop(worker, signo)
 
     def _stop(self, worker: _Worker, signo: signal.Signals) -> None:
+        self._mark_stopping(worker)
+        LOGGER.info("stopping worker %d with %s", worker.pid, signo.name)
+        _signal_worker(worker.pid, signo)
+
+    def _mark_stopping(self, worker: _Worker) -> None:
         budget = self._budget if self._budget is not None else UNREADY_BUDGET
         worker.stopping = True
         worker.kill_at = time.monotonic() + budget + KILL_MARGIN
-        LOGGER.info("stopping worker %d with %s", worker.pid, signo.name)
-        _signal_worker(worker.pid, signo)
 
     def _kill(self, worker: _Worker, reason: str) -> None:
         LOGGER.error("killing worker %d: %s", worker.pid, reason)
@@ -562,7 +576,8 @@ def _serve_as_worker(
 
     def make_worker_runner() -> Runner:
         runner = make_runner()
-        loop = asyncio.get_running_loop()
+        runner.on_stop = functools.partial(_tell_parent_of_stop, channel)
+        loop = asyncio.get_event_loop()  # made by serve_until_stopped, not running
         loop.add_reader(channel, _watch_parent, runner, channel, loop)
         loop.call_soon(_replay_early_stops, runner, early_stops)
         return runner
@@ -577,6 +592,13 @@ def _serve_as_worker(
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 1
     return 0
+
+
+def _tell_parent_of_stop(channel: socket.socket, signo: int | None) -> None:
+    if signo is None:  # the application asked, not a signal
+        # OSError: the parent is gone; this worker stops anyway.
+        with contextlib.suppress(OSError):
+            channel.sendall(_STOP + b"\n")
 
 
 def _replay_early_stops(runner: Runner, early_stops: list[int]) -> None:
@@ -597,3 +619,6 @@ def _watch_parent(
     loop.remove_reader(channel)
     LOGGER.warning("supervisor is gone, stopping (pid %d)", os.getpid())
     runner.request_stop(signal.SIGTERM)
+
+
+use_for_several_processes(serve)

@@ -1,9 +1,9 @@
 """Testing applications with their lifecycle callbacks running.
 
 :class:`SprocketsHttpTestCase` is a :class:`tornado.testing.AsyncHTTPTestCase`
-that runs the application's ``before_run`` and ``on_start`` callbacks before
-each test and its ``shutdown`` callbacks after it, so a test talks to the
-application as it is in production: pools open, clients connected.
+that starts the application before each test, as the runner does, and stops
+it after, so a test talks to the application as it is in production: pools
+open, clients connected.
 
 pytest users get the same from the ``sprockets_app`` fixture, which pytest
 finds by itself once ``sprockets_http`` is installed (see
@@ -11,6 +11,8 @@ finds by itself once ``sprockets_http`` is installed (see
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from tornado import testing, web
 
@@ -22,12 +24,16 @@ class SprocketsHttpTestCase(testing.AsyncHTTPTestCase):
 
     Implement :meth:`~tornado.testing.AsyncHTTPTestCase.get_app` as usual;
     it may return a :class:`~sprockets_http.app.Application` or a plain
-    Tornado application.  The started application is :attr:`app`.
+    Tornado application, and may set :attr:`app` itself, as
+    ``sprockets.http`` asked.
 
-    ``setUp`` runs the ``before_run`` callbacks and then the ``on_start``
-    callbacks to completion (a ``before_run`` failure fails the test);
-    ``tearDown`` runs every ``shutdown`` callback to completion before the
-    loop is closed.
+    ``setUp`` calls the application's
+    :meth:`~sprockets_http.app.CallbackManager.start`: the ``before_run``
+    callbacks run to completion (a failure fails the test) and the
+    ``on_start`` callbacks start once the loop runs.  ``tearDown`` calls its
+    :meth:`~sprockets_http.app.CallbackManager.stop` and runs the loop until
+    the ``shutdown`` callbacks are done.  An application class that
+    overrides ``start`` or ``stop`` has its own methods called.
 
     .. attribute:: app
 
@@ -36,23 +42,25 @@ class SprocketsHttpTestCase(testing.AsyncHTTPTestCase):
 
     .. attribute:: shutdown_limit
 
-       Seconds each awaitable ``shutdown`` callback may take. Default 5.
+       Seconds each awaitable ``shutdown`` callback may take, and then the
+       work still pending on the loop. Default 5.
     """
 
-    app: CallbackManager
+    app: Any
     shutdown_limit: float = 5.0
-    wait_timeout: float = 1.0  # kept for sprockets.http compatibility; unused
+    wait_timeout: float = 0.05  # kept for sprockets.http compatibility; unused
 
     def setUp(self) -> None:
+        self.app = None
         super().setUp()
-        self.app = wrap_application(self._app)
-        self.io_loop.run_sync(
-            lambda: self.app.run_before_run(self.io_loop, self.shutdown_limit)
-        )
-        self.io_loop.run_sync(lambda: self.app.run_on_start(self.io_loop))
+        application = self._app if self.app is None else self.app
+        self.app = wrap_application(application)
+        self.app.start(self.io_loop)
 
     def tearDown(self) -> None:
-        self.io_loop.run_sync(lambda: self.app.run_shutdown(self.shutdown_limit))
+        manager: CallbackManager = self.app
+        manager.stop(self.io_loop, self.shutdown_limit, self.wait_timeout)
+        self.io_loop.start()
         super().tearDown()
 
     def get_app(self) -> web.Application:  # pragma: no cover - abstract

@@ -261,7 +261,9 @@ def test_sprockets_http_test_case_runs_the_whole_lifecycle() -> None:
         unittest.defaultTestLoader.loadTestsFromTestCase(LifecycleCase)
     )
     assert result.wasSuccessful(), result.errors + result.failures
-    assert EVENTS == ["before_run", "on_start", "test", "shutdown"]
+    # As with sprockets.http, on_start callbacks start once the loop runs:
+    # here, when the test makes its request.
+    assert EVENTS == ["before_run", "test", "on_start", "shutdown"]
 
 
 @pytest.mark.parametrize(("limit", "finished"), [(0.05, False), (2.0, True)])
@@ -288,3 +290,82 @@ def test_a_failed_start_gives_shutdown_callbacks_the_shutdown_limit(
         asyncio.run(start())
     assert calls == (["cleaned up"] if finished else [])
     assert ("did not finish within" in caplog.text) is not finished
+
+
+class ChangingServerHeaderTests(testing.AsyncHTTPTestCase):
+    def get_app(self) -> web.Application:
+        return app.Application(HANDLERS, service="orders", version="1")
+
+    def test_the_header_follows_the_setting(self) -> None:
+        application: Any = self._app
+        assert application.settings["server_header"] == "orders/1"
+        assert self.fetch("/").headers.get("Server") == "orders/1"
+        application.settings["server_header"] = "orders/2"
+        assert self.fetch("/").headers.get("Server") == "orders/2"
+        application.settings["server_header"] = None
+        assert "Server" not in self.fetch("/").headers
+
+
+def test_no_service_setting_means_no_server_header_setting_value() -> None:
+    assert app.Application().settings["server_header"] is None
+
+
+def test_application_accepts_runner_callbacks_and_keeps_the_dict() -> None:
+    def before_run(application: Any, io_loop: Any) -> None:
+        pass
+
+    given: dict[str, list[Any]] = {"before_run": [before_run]}
+    application = app.Application(runner_callbacks=given)
+    assert application.before_run_callbacks == [before_run]
+    assert application.on_shutdown_callbacks == []
+    assert application.runner_callbacks is given  # later appends still count
+
+
+def test_a_plain_application_keeps_or_gets_runner_callbacks() -> None:
+    def on_start(application: Any, io_loop: Any) -> None:
+        pass
+
+    with_callbacks: Any = web.Application()
+    with_callbacks.runner_callbacks = {"on_start": [on_start]}
+    assert app.wrap_application(with_callbacks).on_start_callbacks == [on_start]
+
+    without: Any = web.Application()
+    wrapped = app.wrap_application(without)
+    assert without.runner_callbacks is wrapped.runner_callbacks
+    without.runner_callbacks["shutdown"].append(print)
+    assert wrapped.on_shutdown_callbacks == [print]
+
+
+STARTS: list[str] = []
+
+
+class SeedingApplication(app.Application):
+    """Overrides start and stop, as test suites do to seed and check data."""
+
+    def start(self, io_loop: Any, shutdown_limit: float = 5.0) -> None:
+        STARTS.append("seeded")
+        super().start(io_loop, shutdown_limit)
+
+    def stop(self, io_loop: Any, *args: Any) -> None:
+        STARTS.append(f"stopped with {args}")
+        super().stop(io_loop, *args)
+
+
+class OverridingCase(SprocketsHttpTestCase):
+    shutdown_limit = 0.5
+
+    def get_app(self) -> web.Application:
+        self.app = SeedingApplication(HANDLERS)
+        return self.app
+
+    def test_request(self) -> None:
+        assert self.fetch("/").body == b"hello"
+
+
+def test_the_test_case_calls_the_applications_own_start_and_stop() -> None:
+    STARTS.clear()
+    result = unittest.TextTestRunner(stream=io.StringIO()).run(
+        unittest.defaultTestLoader.loadTestsFromTestCase(OverridingCase)
+    )
+    assert result.wasSuccessful(), result.errors + result.failures
+    assert STARTS == ["seeded", "stopped with (0.5, 0.05)"]

@@ -56,8 +56,10 @@ class Recorder(extensions.Extension):
         self._record("before_run")
 
     async def on_start(self, app: object, io_loop: ioloop.IOLoop) -> None:
-        await asyncio.sleep(0)
+        # Recorded as it starts: on_start hooks start in order, and each
+        # runs on its own, so they may finish in any order.
         self._record("on_start")
+        await asyncio.sleep(0)
 
     async def shutdown(self, app: object) -> None:
         await asyncio.sleep(0)

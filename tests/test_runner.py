@@ -207,7 +207,7 @@ def test_the_port_setting_beats_the_environment_even_when_0(
 def test_malformed_port_is_a_usage_error(services: type[Service]) -> None:
     service = services(APP, env={"PORT": "eighty"})
     assert service.wait() == 2
-    assert "PORT must be a number, not 'eighty'" in service.output
+    assert "PORT must be a port number, not 'eighty'" in service.output
     assert "Traceback" not in service.output
 
 
@@ -269,6 +269,30 @@ def test_sentry_receives_handler_errors_with_release_and_environment(
     assert "handler exploded" in envelopes
     assert '"release":"1.2.3"' in envelopes
     assert '"environment":"staging"' in envelopes
+
+
+def test_sentry_reads_the_settings_the_factory_made(
+    services: type[Service], tmp_path: object
+) -> None:
+    out = f"{tmp_path}/sentry.out"
+    service = services(APP, env={"SENTRY_OUT": out, "SENTRY_FROM_FACTORY": "1"})
+    port = service.wait_serving()
+    assert http_get(port, "/sentry")[2] == b'{"active": true}'
+    http_get(port, "/log")
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+
+    with open(out, "rb") as stream:
+        envelopes = stream.read().decode()
+    assert '"release":"9.9.9"' in envelopes
+    assert '"environment":"from-factory"' in envelopes
+    # As with sprockets.http, only CRITICAL records become events.
+    logged = [
+        event["logentry"]["message"]
+        for event in map(json.loads, filter(None, envelopes.splitlines()))
+        if "logentry" in event
+    ]
+    assert logged == ["a critical record"]
 
 
 def test_sentry_stays_off_without_a_dsn(services: type[Service]) -> None:

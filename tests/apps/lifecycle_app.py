@@ -11,7 +11,11 @@ order of events in the process's output.
 ``SETTINGS_PORT``
     passed to ``run()`` as the ``port`` setting
 ``SENTRY_OUT``
-    initialise Sentry with a transport that appends envelopes to this file
+    initialise Sentry with a transport that appends envelopes to this file,
+    through the ``sentry_sdk_init`` setting given to ``run()``
+``SENTRY_FROM_FACTORY``
+    with ``SENTRY_OUT``: the factory puts ``version``, ``environment`` and
+    ``sentry_sdk_init`` in the application's settings instead
 """
 
 from __future__ import annotations
@@ -49,6 +53,13 @@ class SentryHandler(web.RequestHandler):
         import sentry_sdk
 
         self.write({"active": sentry_sdk.get_client().is_active()})
+
+
+class LogHandler(web.RequestHandler):
+    def get(self) -> None:
+        logger = logging.getLogger("lifecycle_app")
+        logger.error("an error record")
+        logger.critical("a critical record")
 
 
 class FailHandler(web.RequestHandler):
@@ -100,10 +111,17 @@ HANDLERS = [
     ("/state", StateHandler),
     ("/fail", FailHandler),
     ("/sentry", SentryHandler),
+    ("/log", LogHandler),
 ]
 
 
 def make_app(**settings: Any) -> app.Application:
+    if os.environ.get("SENTRY_FROM_FACTORY"):
+        settings.update(
+            version="9.9.9",
+            environment="from-factory",
+            sentry_sdk_init=sentry_settings(),
+        )
     application = app.Application(HANDLERS, **settings)
     for phase, callbacks in CALLBACKS.items():
         application.runner_callbacks[phase].extend(callbacks)
@@ -118,11 +136,8 @@ def main() -> None:
     }
     if os.environ.get("SETTINGS_PORT"):
         settings["port"] = int(os.environ["SETTINGS_PORT"])
-    if os.environ.get("SENTRY_OUT"):
-        settings["sentry_sdk_init"] = {
-            "dsn": "http://key@127.0.0.1:9/1",
-            "transport": _file_transport(os.environ["SENTRY_OUT"]),
-        }
+    if os.environ.get("SENTRY_OUT") and not os.environ.get("SENTRY_FROM_FACTORY"):
+        settings["sentry_sdk_init"] = sentry_settings()
     if os.environ.get("PLAIN_TORNADO"):
         # Runner users configure logging themselves; run() does it for them.
         logging.basicConfig(level=logging.INFO)
@@ -131,6 +146,13 @@ def main() -> None:
         the_runner.run(int(os.environ["PORT"]), 1)
         return
     sprockets_http.run(make_app, settings)
+
+
+def sentry_settings() -> dict[str, Any]:
+    return {
+        "dsn": "http://key@127.0.0.1:9/1",
+        "transport": _file_transport(os.environ["SENTRY_OUT"]),
+    }
 
 
 def _file_transport(path: str) -> Any:
