@@ -103,7 +103,7 @@ class Cluster:
         self.directory = tempfile.mkdtemp(prefix="sprockets-http-postgres-")
         os.chown(self.directory, uid, gid)
         data = os.path.join(self.directory, "data")
-        as_user = {"user": uid, "group": gid, "extra_groups": []}
+        root = os.getuid() == 0
         subprocess.run(
             [
                 *(os.path.join(self.bindir, "initdb"), "--pgdata", data),
@@ -114,7 +114,9 @@ class Cluster:
             capture_output=True,
             cwd=self.directory,
             timeout=timeout,
-            **(as_user if os.getuid() == 0 else {}),  # type: ignore[arg-type]
+            user=uid if root else None,
+            group=gid if root else None,
+            extra_groups=[] if root else None,
         )
         self.server = Service(
             [
