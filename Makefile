@@ -49,3 +49,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build .coverage .mypy_cache .pytest_cache .ruff_cache
+
+# --- compat: code written for sprockets.http, run against this project -------
+# Its own virtualenv (.venv-compat/) and reports; see compat/run.py.  Suites
+# from repository checkouts: make compat COMPAT_ARGS="--postgres-tests DIR"
+.PHONY: compat
+compat:
+	$(PYTHON) compat/run.py $(COMPAT_ARGS)
