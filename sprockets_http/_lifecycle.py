@@ -23,7 +23,9 @@ Three ways to run a phase, for the three places a phase runs:
     the other.
 
 :func:`finish_pending_tasks` then gives work still pending on the loop (a
-write a library scheduled and did not wait for) a bounded time to finish.
+write a library scheduled and did not wait for) a bounded time to finish,
+and cancels what is left; :func:`wait_for_other_tasks` waits the same way
+on a loop that belongs to someone else, and cancels nothing.
 """
 
 from __future__ import annotations
@@ -157,6 +159,22 @@ async def finish_pending_tasks(limit: float) -> None:
     for task in left:
         task.cancel()
     await asyncio.wait(left, timeout=1.0)
+
+
+async def wait_for_other_tasks(limit: float, interval: float) -> None:
+    """Check every ``interval`` seconds, for ``limit`` seconds at most,
+    until the loop runs no task but the calling one.
+
+    Nothing is cancelled: for a loop that someone else runs and will use
+    again, as ``sprockets.http`` waited before stopping it.
+    """
+    loop = asyncio.get_running_loop()
+    current = asyncio.current_task()
+    deadline = loop.time() + limit
+    while loop.time() < deadline and any(
+        task is not current for task in asyncio.all_tasks()
+    ):
+        await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())))
 
 
 async def _run_one(

@@ -333,32 +333,41 @@ class CallbackManager:
         :param shutdown_limit: seconds each awaitable ``shutdown`` callback,
             and then the work still pending on the loop, may take; default
             5, or the runner's own setting
-        :param wait_timeout: accepted for compatibility with
-            ``sprockets.http``; nothing polls any more, so it has no effect
+        :param wait_timeout: when no runner serves the application, seconds
+            between two checks for pending tasks; default 1
 
         When a :class:`~sprockets_http.runner.Runner` serves the application,
         the process stops as it does on SIGTERM: it drains, runs the
         ``shutdown`` callbacks once and exits with status 0.  This may be
         called from any callback, handler or task, and before the service
-        is ready.  Otherwise the ``shutdown`` callbacks run, pending work
-        gets ``shutdown_limit`` seconds, and then ``io_loop`` is stopped.
+        is ready.
+
+        Otherwise, as with ``sprockets.http`` (in tests, or with a loop the
+        caller runs): the ``shutdown`` callbacks run; then, every
+        ``wait_timeout`` seconds for at most ``shutdown_limit`` seconds, the
+        loop is checked for other pending tasks; then ``io_loop`` is stopped.
+        Nothing is cancelled, since the loop is not the application's.
 
         Returns at once; the work happens when ``io_loop`` runs.
         """
         if self.stop_handler is not None:
             self.stop_handler(shutdown_limit)
             return
-        limit = 5.0 if shutdown_limit is None else shutdown_limit
-        io_loop.add_callback(self._stop_then_halt, io_loop, limit)
+        io_loop.add_callback(
+            self._stop_then_halt,
+            io_loop,
+            5.0 if shutdown_limit is None else shutdown_limit,
+            1.0 if wait_timeout is None else wait_timeout,
+        )
 
     async def _stop_then_halt(
-        self, io_loop: ioloop.IOLoop, shutdown_limit: float
+        self, io_loop: ioloop.IOLoop, shutdown_limit: float, wait_timeout: float
     ) -> None:
-        try:
-            await self.run_shutdown(shutdown_limit)
-            await _lifecycle.finish_pending_tasks(shutdown_limit)
-        finally:
-            io_loop.stop()
+        # Not in a finally clause: when this is cancelled, whoever cancelled
+        # it is running the loop and must not see it stop.
+        await self.run_shutdown(shutdown_limit)
+        await _lifecycle.wait_for_other_tasks(shutdown_limit, wait_timeout)
+        io_loop.stop()
 
 
 class Application(CallbackManager, web.Application):

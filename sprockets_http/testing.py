@@ -54,7 +54,11 @@ class SprocketsHttpTestCase(testing.AsyncHTTPTestCase):
         self.app = None
         super().setUp()
         application = self._app if self.app is None else self.app
-        self.app = wrap_application(application)
+        if isinstance(application, web.Application):
+            # A plain Tornado application gets the lifecycle interface; an
+            # Application (or anything with start and stop) is used as is.
+            application = wrap_application(application)
+        self.app = application
         self.app.start(self.io_loop)
 
     def tearDown(self) -> None:

@@ -67,11 +67,6 @@ def test_serves_a_query_and_stops_cleanly_on_sigterm(
     assert service.count("Traceback|CRITICAL") == 0, service.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 point 1: app.stop(io_loop) from an on_start callback "
-    "crashes run() (Event loop stopped before Future completed)",
-)
 def test_stops_by_itself_when_the_database_cannot_be_reached(
     services: type[Service],
 ) -> None:

@@ -253,19 +253,28 @@ def test_debug_logs_readable_lines(services: type[Service]) -> None:
     assert service.count(r"^\{") == 0
 
 
+def sentry_envelopes(
+    services: type[Service], out: str, env: dict[str, str], path: str
+) -> tuple[int, str]:
+    """Serve with Sentry writing to ``out``, GET ``path``, stop; the status and
+    what Sentry sent."""
+    service = services(APP, env={"SENTRY_OUT": out, **env})
+    port = service.wait_serving()
+    assert http_get(port, "/sentry")[2] == b'{"active": true}'
+    status = http_get(port, path)[0]
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+    with open(out, "rb") as stream:
+        return status, stream.read().decode()
+
+
 def test_sentry_receives_handler_errors_with_release_and_environment(
     services: type[Service], tmp_path: object
 ) -> None:
-    out = f"{tmp_path}/sentry.out"
-    service = services(APP, env={"SENTRY_OUT": out, "ENVIRONMENT": "staging"})
-    port = service.wait_serving()
-    assert http_get(port, "/sentry")[2] == b'{"active": true}'
-    assert http_get(port, "/fail")[0] == 500
-    service.send(signal.SIGTERM)
-    assert service.wait() == 0
-
-    with open(out, "rb") as stream:
-        envelopes = stream.read().decode()
+    status, envelopes = sentry_envelopes(
+        services, f"{tmp_path}/sentry.out", {"ENVIRONMENT": "staging"}, "/fail"
+    )
+    assert status == 500
     assert "handler exploded" in envelopes
     assert '"release":"1.2.3"' in envelopes
     assert '"environment":"staging"' in envelopes
@@ -274,16 +283,9 @@ def test_sentry_receives_handler_errors_with_release_and_environment(
 def test_sentry_reads_the_settings_the_factory_made(
     services: type[Service], tmp_path: object
 ) -> None:
-    out = f"{tmp_path}/sentry.out"
-    service = services(APP, env={"SENTRY_OUT": out, "SENTRY_FROM_FACTORY": "1"})
-    port = service.wait_serving()
-    assert http_get(port, "/sentry")[2] == b'{"active": true}'
-    http_get(port, "/log")
-    service.send(signal.SIGTERM)
-    assert service.wait() == 0
-
-    with open(out, "rb") as stream:
-        envelopes = stream.read().decode()
+    _, envelopes = sentry_envelopes(
+        services, f"{tmp_path}/sentry.out", {"SENTRY_FROM_FACTORY": "1"}, "/log"
+    )
     assert '"release":"9.9.9"' in envelopes
     assert '"environment":"from-factory"' in envelopes
     # As with sprockets.http, only CRITICAL records become events.
