@@ -34,11 +34,10 @@ import logging
 import os
 import signal
 import socket
-import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from tornado import http1connection, httpserver, httputil, ioloop, web
+from tornado import ioloop, web
 
 from sprockets_http import _lifecycle, _systemd, config, listen, logconfig
 from sprockets_http.app import (
@@ -47,6 +46,7 @@ from sprockets_http.app import (
     StartCallback,
     wrap_application,
 )
+from sprockets_http.drain import DrainingHTTPServer
 
 EXIT_START_FAILED = 70
 """Exit status of a process whose application could not start (EX_SOFTWARE).
@@ -56,16 +56,6 @@ The factory raised, or a ``before_run`` callback failed.
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that start a graceful stop."""
-
-FIRST_REQUEST_GRACE = 1.0
-"""Seconds a connection accepted just before a drain has to send a request.
-
-A rolling restart stops a worker that may have just accepted a connection
-whose request is still on its way; closing it would fail that request.  A
-client that opens a connection and sends nothing (a pre-opened connection of
-a browser or proxy) is closed after this long instead of holding the drain
-for the whole ``shutdown_limit``.
-"""
 
 _SERVER_SETTINGS = (
     "max_body_size",
@@ -201,7 +191,7 @@ class Runner:
         self.application = wrap_application(app, before_run, on_start, shutdown)
         self.application.stop_handler = self._stop_asked_by_application
         self.logger = LOGGER
-        self.server: _DrainingHTTPServer | None = None
+        self.server: DrainingHTTPServer | None = None
         self.shutdown_limit = 5.0
         self.shutdown_delay = 0.0
         self.wait_timeout = 1.0
@@ -375,7 +365,7 @@ class Runner:
         options: dict[str, Any] = {
             key: settings[key] for key in _SERVER_SETTINGS if key in settings
         }
-        self.server = _DrainingHTTPServer(
+        self.server = DrainingHTTPServer(
             self.application.tornado_application,
             xheaders=settings.get("xheaders", True),
             **options,
@@ -443,127 +433,3 @@ def _mark_draining(tornado_application: web.Application) -> None:
     # does not declare it, gets it too.
     application: Any = tornado_application
     application.draining = True
-
-
-class _DrainingHTTPServer(httpserver.HTTPServer):
-    """An :class:`~tornado.httpserver.HTTPServer` that can drain.
-
-    It knows which connections sit idle between requests.  Once draining,
-    it closes idle connections at once and every other connection as soon
-    as its request is answered, and resolves a future when none are left.
-
-    A connection that has not sent its first request yet is not closed at
-    once: it was accepted just before the drain and its request may be on
-    its way.  It gets :data:`FIRST_REQUEST_GRACE` seconds to send it.
-    """
-
-    def initialize(self, *args: Any, **kwargs: Any) -> None:
-        super().initialize(*args, **kwargs)
-        # Every open connection is in _accepted.  Those waiting for their
-        # first request are also in _silent; those waiting for a later one
-        # (idle keep-alive connections) are also in _idle.
-        self._accepted: set[http1connection.HTTP1ServerConnection] = set()
-        self._silent: set[http1connection.HTTP1ServerConnection] = set()
-        self._idle: set[http1connection.HTTP1ServerConnection] = set()
-        self._draining = False
-        self._drained: asyncio.Future[None] | None = None
-
-    def start_request(
-        self, server_conn: object, request_conn: httputil.HTTPConnection
-    ) -> httputil.HTTPMessageDelegate:
-        # Tornado calls this when a connection starts waiting for its next
-        # request: right after it was accepted, and after each answer.
-        conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
-        delegate = super().start_request(server_conn, request_conn)
-        if conn not in self._accepted:
-            self._accepted.add(conn)
-            waiting = self._silent
-        elif self._draining:
-            conn.stream.close()
-            return delegate
-        else:
-            waiting = self._idle
-        waiting.add(conn)
-        return _RequestTracker(delegate, waiting, conn)
-
-    def on_close(self, server_conn: object) -> None:
-        super().on_close(server_conn)
-        conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
-        self._accepted.discard(conn)
-        self._silent.discard(conn)
-        self._idle.discard(conn)
-        if self._draining and not self._connections:
-            self._drain_done()
-
-    def begin_drain(self) -> None:
-        """Stop listening, close idle connections, and silent ones soon.
-
-        Connections that have not sent a request yet get
-        :data:`FIRST_REQUEST_GRACE` seconds to send one.
-        """
-        if self._draining:
-            return
-        self.stop()
-        self._draining = True
-        self._drained = asyncio.get_running_loop().create_future()
-        for conn in list(self._idle):
-            conn.stream.close()
-        if self._silent:
-            asyncio.get_running_loop().call_later(
-                FIRST_REQUEST_GRACE, self._close_silent
-            )
-        if not self._connections:
-            self._drain_done()
-
-    def _close_silent(self) -> None:
-        for conn in list(self._silent):
-            conn.stream.close()
-
-    def abandon_drain(self) -> None:
-        """Stop waiting for the connections still open."""
-        self._drain_done()
-
-    def _drain_done(self) -> None:
-        if self._drained is not None and not self._drained.done():
-            self._drained.set_result(None)
-
-    async def wait_drained(self, timeout: float) -> int:
-        """Wait until every connection closed, or ``timeout`` seconds.
-
-        :returns: how many connections are still open
-        """
-        assert self._drained is not None, "begin_drain() first"
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._drained, timeout)
-        return len(self._connections)
-
-
-class _RequestTracker(httputil.HTTPMessageDelegate):
-    """Takes a connection out of a waiting set once a request's headers arrive."""
-
-    def __init__(
-        self,
-        delegate: httputil.HTTPMessageDelegate,
-        waiting: set[http1connection.HTTP1ServerConnection],
-        conn: http1connection.HTTP1ServerConnection,
-    ) -> None:
-        self._delegate = delegate
-        self._waiting = waiting
-        self._conn = conn
-
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> Awaitable[None] | None:
-        self._waiting.discard(self._conn)
-        return self._delegate.headers_received(start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return self._delegate.data_received(chunk)
-
-    def finish(self) -> None:
-        self._delegate.finish()
-
-    def on_connection_close(self) -> None:
-        self._delegate.on_connection_close()
