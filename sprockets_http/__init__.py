@@ -13,18 +13,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.util
 import inspect
 import logging
 import logging.config
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from tornado import web
 
-from sprockets_http import app, config, listen, logconfig, runner, supervisor
+from sprockets_http import (
+    app,
+    config,
+    context,
+    eventloop,
+    listen,
+    logconfig,
+    runner,
+    supervisor,
+)
 from sprockets_http.app import CallbackManager
+from sprockets_http.context import current_request_id
 
 __version__ = "3.0.0"
 
@@ -35,6 +48,7 @@ __all__ = [
     "__version__",
     "app",
     "config",
+    "current_request_id",
     "logconfig",
     "run",
     "runner",
@@ -64,11 +78,13 @@ def run(
     :param settings: the settings below, and any for the factory
     :param log_config: a :func:`logging.config.dictConfig` configuration;
         :data:`None` installs :func:`sprockets_http.logconfig.default_config`
+        in the ``log_format`` setting's format
     :raises ValueError: for a malformed runner setting in ``settings``
     :raises SystemExit: 70 when the factory or a ``before_run`` callback
         failed, 1 when the port cannot be bound, 2 when a setting from the
-        environment is malformed, and the statuses listed in
-        :mod:`sprockets_http.supervisor` with several processes
+        environment is malformed or the loop asked for is not installed,
+        and the statuses listed in :mod:`sprockets_http.supervisor` with
+        several processes
 
     The runner's settings, each also read from the environment variable of
     the same name in capitals (see :mod:`sprockets_http.config`):
@@ -93,6 +109,18 @@ def run(
         Share the port with other processes that ask for it too; default
         off, so that a second service started on the same port by mistake
         fails (see :mod:`sprockets_http.listen`).
+    ``log_format``
+        ``json`` or ``text`` (see :mod:`sprockets_http.logconfig`); by
+        default ``text`` when standard error is a terminal, else ``json``.
+        Ignored when ``log_config`` is given.
+    ``loop``
+        ``auto`` (the default), ``asyncio`` or ``uvloop`` (see
+        :mod:`sprockets_http.eventloop`).
+
+    Every log record carries the id of the request being handled (see
+    :mod:`sprockets_http.context`).  When ``prometheus_client`` is installed,
+    the directory of the metrics of all the processes is kept for the
+    service's lifetime (see :mod:`sprockets_http.metrics`).
 
     ``shutdown_delay`` and ``shutdown_limit`` may also be set in the
     settings of the application the factory returns.  Settings passed on to
@@ -124,10 +152,19 @@ def run(
     if _accepts(create_application, "debug"):
         factory_settings["debug"] = debug
 
+    try:
+        eventloop.use(options["loop"])
+    except ValueError as error:
+        sys.stderr.write(f"sprockets_http: {error}\n")
+        raise SystemExit(config.USAGE_ERROR) from None
+
     logging.config.dictConfig(
-        dict(log_config) if log_config is not None else logconfig.default_config(debug)
+        dict(log_config)
+        if log_config is not None
+        else logconfig.default_config(debug, options["log_format"])
     )
     logconfig.enable_library_loggers()
+    context.install_record_factory()
     processes = config.process_count(options["number_of_procs"], debug)
     sockets = listen.bind_or_exit(options["port"], shared=options["reuse_port"])
 
@@ -143,7 +180,20 @@ def run(
             setattr(service, option.name, value)
         return service
 
-    supervisor.serve(make_runner, sockets, processes)
+    with _metrics_directory():
+        supervisor.serve(make_runner, sockets, processes)
+
+
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[None]:
+    """Keep the metrics of every process, when ``prometheus_client`` is there."""
+    if importlib.util.find_spec("prometheus_client") is None:
+        yield
+        return
+    metrics = importlib.import_module("sprockets_http.metrics")
+    supervisor.observe_workers(metrics.observe_worker)
+    with metrics.service_directory():
+        yield
 
 
 def _accepts(func: Callable[..., Any], name: str) -> bool:

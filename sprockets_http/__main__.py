@@ -30,7 +30,7 @@ from typing import Any, NoReturn, TypeVar
 import dotenv
 
 import sprockets_http
-from sprockets_http import config, logconfig
+from sprockets_http import config
 
 _T = TypeVar("_T")
 
@@ -63,17 +63,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for option in _OPTIONS
         if getattr(args, option.name) is not None
     }
-    try:
-        debug = config.DEBUG.resolve(settings)
-    except config.EnvironmentValueError as error:
-        parser.error(str(error))
-    sprockets_http.run(
-        factory, settings, logconfig.default_config(debug, args.log_format)
-    )
+    sprockets_http.run(factory, settings)
 
 
 # The runner options the command line sets, with their flags.
-_OPTIONS = (*config.RUN_OPTIONS, config.DEBUG)
+_OPTIONS = (*config.RUN_OPTIONS, config.DEBUG, config.ACCESS_LOG_QUERY)
 _FLAGS = {config.NUMBER_OF_PROCS.name: "--procs"}
 
 
@@ -107,11 +101,6 @@ def _build_parser() -> _Parser:
         help="let the --env-file variables replace those already set",
     )
     parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        help="text lines or JSON lines (default: text with --debug, else json)",
-    )
-    parser.add_argument(
         "--version",
         action="version",
         version=f"%(prog)s {sprockets_http.__version__}",
@@ -131,12 +120,13 @@ def _add_option(parser: _Parser, option: config.Option[Any]) -> None:
             help=f"{option.help} ({where}, else off)",
         )
         return
+    default = option.default if option.default_help is None else option.default_help
     parser.add_argument(
         flag,
         dest=option.name,
         type=functools.partial(_convert, option),
         metavar=option.metavar,
-        help=f"{option.help} ({where}, else {option.default})",
+        help=f"{option.help} ({where}, else {default})",
     )
 
 

@@ -39,15 +39,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
-import time
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypedDict, TypeVar
 
 import tornado
 from tornado import httputil, ioloop, web
 
-from sprockets_http import _lifecycle, _logtext
+from sprockets_http import _lifecycle, accesslog, config, context
 from sprockets_http.extensions import (
     ExtensionRegistry,
     ExtensionStatus,
@@ -94,7 +93,6 @@ StopHandler = Callable[[float | None], None]
 """What :meth:`CallbackManager.stop` hands a stop to: called with the
 ``shutdown_limit`` the caller gave, or :data:`None`."""
 
-_ACCESS_LOG = logging.getLogger("tornado.access")
 # What tornado.web.RequestHandler.clear() puts in every response.
 _DEFAULT_SERVER = f"TornadoServer/{tornado.version}"
 
@@ -378,13 +376,22 @@ class Application(CallbackManager, web.Application):
     :attr:`~CallbackManager.runner_callbacks`).  Besides the callbacks it
     adds:
 
-    * an access log line per request (:meth:`log_request`);
+    * a request id per request, echoed in the ``X-Request-Id`` response
+      header and seen by everything logged while the request is handled
+      (see :mod:`sprockets_http.context`);
+    * an access log record per request, with fields (:meth:`log_request`);
+    * request metrics when a :class:`sprockets_http.metrics.MetricsHandler`
+      is mounted (see :mod:`sprockets_http.metrics`);
     * the ``Server`` response header from the ``server_header`` setting,
       read for every response, so the application may change it while it
       runs; :data:`None` leaves no ``Server`` header.  When not given, the
       setting is made ``service/version`` or ``service`` from the settings,
       else :data:`None`.  A handler that sets ``Server`` itself keeps its
       value.
+
+    :raises ValueError: when a :class:`~sprockets_http.metrics.MetricsHandler`
+        is mounted more than once, naming the paths, or cannot be (see
+        :mod:`sprockets_http.metrics`)
     """
 
     draining: bool = False
@@ -402,6 +409,7 @@ class Application(CallbackManager, web.Application):
         runner_callbacks: Mapping[str, list[Any]] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._recorder: Any = None
         web.Application.__init__(self, *args, **kwargs)
         CallbackManager.__init__(self, self, runner_callbacks)
         if "server_header" not in self.settings:
@@ -410,72 +418,82 @@ class Application(CallbackManager, web.Application):
             self.settings["server_header"] = (
                 f"{service}/{version}" if service and version else service or None
             )
-        self.add_transform(_server_header_transform(self.settings))
+        self._log_query = config.ACCESS_LOG_QUERY.resolve({}, self.settings)
+        self.add_transform(_response_transform(self))
+        self._watch_metrics()
+
+    def add_handlers(self, host_pattern: str, host_handlers: Any) -> None:
+        """Add handlers, as :meth:`tornado.web.Application.add_handlers`.
+
+        :raises ValueError: as the constructor, for a second
+            :class:`~sprockets_http.metrics.MetricsHandler`
+        """
+        super().add_handlers(host_pattern, host_handlers)
+        self._watch_metrics()
+
+    def _watch_metrics(self) -> None:
+        # The handler's module is loaded when it is mounted; otherwise the
+        # application needs no metrics and does not import them.
+        metrics = sys.modules.get("sprockets_http.metrics")
+        if metrics is not None:
+            self._recorder = metrics.recorder_for(self)
+
+    def start_on_start(
+        self, io_loop: ioloop.IOLoop
+    ) -> list[asyncio.Task[BaseException | None]]:
+        """Start the ``on_start`` callbacks, as :meth:`CallbackManager.start_on_start`.
+
+        With metrics, this process's loop lag and resources start being
+        measured first.
+        """
+        if self._recorder is not None:
+            self._recorder.serving()
+        return super().start_on_start(io_loop)
+
+    def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        """Find the handler for ``request``, and give the request its id.
+
+        The delegate returned runs the handler in a context where
+        :func:`sprockets_http.current_request_id` is the request's id.
+
+        .. versionadded:: 3.0.0
+        """
+        return context.begin(request, super().find_handler(request, **kwargs))
 
     def log_request(self, handler: web.RequestHandler) -> None:
-        """Write the access log line for a finished request.
+        """Record a finished request: metrics, then the access log record.
 
-        The line reads::
-
-            REMOTE - USER [dd/Mon/YYYY:HH:MM:SS +0000] "METHOD URI VERSION"
-            STATUS "REASON" BYTES "REFERER" "USER-AGENT" (secs:0.123)
-
-        at INFO below 400, WARNING for 4xx and ERROR for 5xx, on the
-        ``tornado.access`` logger.  A handler with
-        ``access_log_failures_only = True`` logs its successes at DEBUG.
-        Values taken from the request have control characters escaped, so a
-        client cannot forge a log line.  Nothing is formatted for a record
-        the logger would drop.
+        The record is described in :mod:`sprockets_http.accesslog`.  The
+        ``log_function`` setting, when given, is called instead of writing
+        it (metrics are still recorded).
         """
+        if self._recorder is not None:
+            self._recorder.finished(handler)
         if "log_function" in self.settings:
             self.settings["log_function"](handler)
             return
         status = handler.get_status()
-        if status >= 500:
-            level = logging.ERROR
-        elif status >= 400:
-            level = logging.WARNING
-        elif getattr(handler, "access_log_failures_only", False):
-            level = logging.DEBUG
-        else:
-            level = logging.INFO
-        if not _ACCESS_LOG.isEnabledFor(level):
-            return
-        request = handler.request
-        elapsed = request.request_time()
-        user = getattr(handler, "_current_user", None)  # never call get_current_user
-        _ACCESS_LOG.log(
-            level,
-            '%s - %s [%s] "%s %s %s" %d "%s" %s "%s" "%s" (secs:%.3f)',
-            request.remote_ip,
-            "-" if user is None else _logtext.escape(str(user)),
-            time.strftime(
-                "%d/%b/%Y:%H:%M:%S +0000", time.gmtime(time.time() - elapsed)
-            ),
-            _logtext.escape(request.method or "-"),
-            _logtext.escape(request.uri or "-"),
-            request.version,
-            status,
-            _logtext.escape(handler._reason),
-            handler._headers.get("Content-Length", "-"),
-            _logtext.escape(request.headers.get("Referer", "-")),
-            _logtext.escape(request.headers.get("User-Agent", "-")),
-            elapsed,
-        )
+        level = accesslog.level_for(handler, status)
+        if accesslog.LOGGER.isEnabledFor(level):
+            accesslog.log_request(handler, status, level, self._log_query)
 
 
-def _server_header_transform(
-    settings: dict[str, Any],
-) -> type[web.OutputTransform]:
-    """An output transform that puts the ``server_header`` setting in responses.
+def _response_transform(application: Application) -> type[web.OutputTransform]:
+    """An output transform for every response of ``application``.
 
-    Only Tornado's own default header is replaced, so a handler that sets
-    ``Server`` itself keeps its value.
+    It puts the ``server_header`` setting in responses (only replacing
+    Tornado's own default header, so a handler that sets ``Server`` itself
+    keeps its value), echoes the request id, counts the body bytes sent,
+    and counts the request in flight for the metrics.  Tornado makes one
+    per request, right before the handler runs.
     """
+    settings = application.settings
 
-    class ServerHeader(web.OutputTransform):
+    class ResponseTransform(web.OutputTransform):
         def __init__(self, request: httputil.HTTPServerRequest) -> None:
-            pass  # nothing per request: this runs for every response
+            self._request = request
+            if application._recorder is not None:
+                application._recorder.started()
 
         def transform_first_chunk(
             self,
@@ -490,9 +508,20 @@ def _server_header_transform(
                     del headers["Server"]
                 else:
                     headers["Server"] = value
+            request = self._request
+            request_id = context.request_id_of(request)
+            if request_id is not None:
+                headers.setdefault(context.HEADER, request_id)
+                if context.CORRELATION_HEADER in request.headers:
+                    headers.setdefault(context.CORRELATION_HEADER, request_id)
+            accesslog.count_body_bytes(request, len(chunk))
             return status_code, headers, chunk
 
-    return ServerHeader
+        def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+            accesslog.count_body_bytes(self._request, len(chunk))
+            return chunk
+
+    return ResponseTransform
 
 
 class _ApplicationAdapter(CallbackManager):

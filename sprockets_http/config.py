@@ -56,6 +56,8 @@ class Option(Generic[T]):
     :param per_application: whether the application's own settings may set
         it (for options each serving process reads after the factory ran)
     :param metavar: the placeholder in ``--help``
+    :param default_help: how ``--help`` describes the default, when that
+        is not the default's value (e.g. a default chosen at run time)
     """
 
     name: str
@@ -64,6 +66,7 @@ class Option(Generic[T]):
     help: str
     per_application: bool = False
     metavar: str | None = None
+    default_help: str | None = None
 
     @property
     def variable(self) -> str:
@@ -159,6 +162,24 @@ def count(value: object) -> int:
     return number
 
 
+def choice(*choices: str) -> Callable[[object], str]:
+    """A converter that accepts one of ``choices`` (any case, spaces around).
+
+    :returns: a function that returns the choice, or raises
+        :class:`ValueError` naming the choices
+
+    .. versionadded:: 3.0.0
+    """
+
+    def convert(value: object) -> str:
+        text = str(value).strip().lower()
+        if text in choices:
+            return text
+        raise ValueError("must be one of " + ", ".join(choices))
+
+    return convert
+
+
 def process_count(number_of_procs: int, debug: bool) -> int:
     """How many processes to run for the ``number_of_procs`` setting.
 
@@ -216,12 +237,37 @@ REUSE_PORT = Option(
     "share the port with other processes that ask for it too",
 )
 
+LOG_FORMAT: Option[str | None] = Option(
+    "log_format",
+    choice("json", "text"),
+    None,
+    "log records as JSON lines or readable text lines",
+    metavar="json|text",
+    default_help="text when stderr is a terminal, else json",
+)
+LOOP = Option(
+    "loop",
+    choice("auto", "asyncio", "uvloop"),
+    "auto",
+    "the event loop: asyncio, uvloop, or auto (uvloop when installed)",
+    metavar="auto|asyncio|uvloop",
+)
+ACCESS_LOG_QUERY = Option(
+    "access_log_query",
+    flag,
+    False,
+    "show the query string in access log records (it may hold secrets)",
+    per_application=True,
+)
+
 RUN_OPTIONS: tuple[Option[Any], ...] = (
     PORT,
     NUMBER_OF_PROCS,
     SHUTDOWN_DELAY,
     SHUTDOWN_LIMIT,
     REUSE_PORT,
+    LOG_FORMAT,
+    LOOP,
 )
 """The options :func:`sprockets_http.run` takes out of its settings.
 

@@ -18,6 +18,8 @@ balancer, at the health path (see :doc:`deployment`).
 
 from __future__ import annotations
 
+import logging
+
 from tornado import web
 
 from sprockets_http.app import CallbackManager
@@ -35,18 +37,24 @@ class HealthHandler(web.RequestHandler):
     sets (see :attr:`sprockets_http.app.Application.draining`); an
     application that no runner serves is always ``ok``.
 
+    Probes every few seconds are noise in the access log: ``ok`` is logged
+    at DEBUG, and the expected 503 of a drain at INFO (see
+    :mod:`sprockets_http.accesslog`).
+
     .. versionadded:: 3.0.0
     """
 
-    access_log_failures_only = True  # probes every few seconds are noise
+    access_log_level: int | None = None
 
     def get(self) -> None:
         """Answer with the status document."""
         self.set_header("Cache-Control", "no-store")
         if getattr(self.application, "draining", False):
+            self.access_log_level = logging.INFO
             self.set_status(503)
             self.finish({"status": "draining"})
         else:
+            self.access_log_level = logging.DEBUG
             self.finish({"status": "ok"})
 
     def head(self) -> None:

@@ -1,17 +1,21 @@
 """The logging set-up :func:`sprockets_http.run` installs by default.
 
-Two formats:
+Two formats, chosen by the ``log_format`` setting, the ``LOG_FORMAT``
+environment variable or ``--log-format`` (see :data:`LOG_FORMAT`); by
+default ``text`` when standard error is a terminal, ``json`` otherwise:
 
 ``text``
-    One readable line per record, for a developer's terminal; the default
-    in debug mode.
+    One readable line per record, for a developer's terminal: time, level,
+    pid, logger and message, then the record's fields as ``key=value``
+    (see :class:`TextFormatter`).
 ``json``
-    One JSON object per line, for log collectors; the default otherwise.
-    Every record carries ``timestamp``, ``level``, ``logger``, ``message``
-    and ``pid``, plus ``service`` and ``environment`` when the ``SERVICE``
-    and ``ENVIRONMENT`` environment variables are set, and ``exception``
-    (the formatted traceback) when there is one.  A traceback never spans
-    several lines of output.
+    One JSON object per line, for log collectors (see
+    :class:`JSONFormatter`).  Every record carries ``timestamp``, ``level``,
+    ``logger``, ``message`` and ``pid``, plus ``service`` and
+    ``environment`` when the ``SERVICE`` and ``ENVIRONMENT`` environment
+    variables are set, ``request_id`` while a request is handled,
+    ``exception`` (the formatted traceback) when there is one, and every
+    field given with ``extra=``.  A record never spans several lines.
 
 Whatever configuration is installed, the loggers of ``sprockets_http``, of
 Tornado (the access log, ``tornado.application``...) and of asyncio stay
@@ -23,19 +27,65 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Any, Literal, TextIO
+
+from sprockets_http import _logtext
 
 LogFormat = Literal["text", "json"]
 
+FORMATS: tuple[LogFormat, ...] = ("json", "text")
+"""The values of the ``log_format`` setting.
+
+.. versionadded:: 3.0.0
+"""
+
 # Made once: json.dumps() with options builds an encoder on every call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+# Values JSON cannot hold are written as their repr().
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=repr)
+# Left raw by the encoder, yet line breaks to str.splitlines() and to some
+# log shippers.
+_LINE_BREAKS = str.maketrans(
+    {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
 
 # Loggers under these names are re-enabled by enable_library_loggers().
 _LIBRARY_LOGGERS = ("sprockets_http", "tornado", "asyncio")
 
+# What every LogRecord has; anything else was given with extra= (or added
+# by a filter) and is a field of the record.  request_id is written apart.
+_STANDARD_ATTRIBUTES = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
+        "message",
+        "asctime",
+        "request_id",
+        "fields_in_message",
+    }
+)
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(process)d] %(name)s: %(message)s"
 """The :class:`logging.Formatter` format of the ``text`` log format."""
+
+
+def record_fields(record: logging.LogRecord) -> Iterable[tuple[str, Any]]:
+    """The fields of ``record`` beyond the standard attributes, in order.
+
+    Those given with ``extra=``, or set by a filter, then ``request_id``
+    when it is not :data:`None`.
+
+    .. versionadded:: 3.0.0
+    """
+    attributes = record.__dict__
+    if attributes.keys() - _STANDARD_ATTRIBUTES:
+        for name, value in attributes.items():
+            if name not in _STANDARD_ATTRIBUTES:
+                yield name, value
+    request_id = attributes.get("request_id")
+    if request_id is not None:
+        yield "request_id", request_id
 
 
 class JSONFormatter(logging.Formatter):
@@ -45,6 +95,11 @@ class JSONFormatter(logging.Formatter):
         defaults to the ``SERVICE`` environment variable
     :param environment: added as ``environment`` when not empty; defaults
         to the ``ENVIRONMENT`` environment variable
+
+    Fields come after the standard members (see :func:`record_fields`); one
+    whose name is already taken, e.g. ``extra={"level": ...}``, is written
+    as ``extra_level``.  A value JSON cannot hold (an object, a set, a NaN)
+    is written as its ``repr()``.
     """
 
     def __init__(
@@ -72,13 +127,21 @@ class JSONFormatter(logging.Formatter):
             "pid": record.process,
             **self._static,
         }
+        for name, value in record_fields(record):
+            document["extra_" + name if name in document else name] = value
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
             document["exception"] = record.exc_text
         if record.stack_info:
             document["stack"] = self.formatStack(record.stack_info)
-        return _ENCODER.encode(document)
+        try:
+            line = _ENCODER.encode(document)
+        except (TypeError, ValueError, RecursionError):  # NaN, a cycle...
+            line = _ENCODER.encode(_json_safe(document))
+        if not line.isascii():
+            line = line.translate(_LINE_BREAKS)
+        return line
 
     def _timestamp(self, created: float) -> str:
         # Records come many per second: format each second once.
@@ -89,21 +152,79 @@ class JSONFormatter(logging.Formatter):
         return f"{self._second_text}.{int(created % 1 * 1000):03d}Z"
 
 
+def _json_safe(document: dict[str, Any]) -> dict[str, Any]:
+    safe: dict[str, Any] = {}
+    for name, value in document.items():
+        try:
+            _ENCODER.encode(value)
+        except (TypeError, ValueError, RecursionError):
+            value = repr(value)
+        safe[name] = value
+    return safe
+
+
+class TextFormatter(logging.Formatter):
+    """Format each record as a readable line, its fields as ``key=value``.
+
+    The line is :data:`TEXT_FORMAT`, then each field of
+    :func:`record_fields` as `` key=value``; a value with a space, a quote
+    or a control character is quoted and escaped.  A traceback follows on
+    the next lines.  Fields a record already shows in its message (an
+    access record's) are not repeated.
+
+    .. versionadded:: 3.0.0
+    """
+
+    def __init__(self, fmt: str = TEXT_FORMAT) -> None:
+        super().__init__(fmt)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        shown: Iterable[str] = getattr(record, "fields_in_message", ())
+        fields = [
+            f" {name}={_text_value(value)}"
+            for name, value in record_fields(record)
+            if name not in shown
+        ]
+        return line + "".join(fields) if fields else line
+
+
+def _text_value(value: object) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    escaped = _logtext.escape(text)
+    if escaped != text or not text or " " in text:
+        return f'"{escaped}"'
+    return text
+
+
+def default_format(stream: TextIO | None = None) -> LogFormat:
+    """``text`` when ``stream`` (default: standard error) is a terminal, else ``json``.
+
+    .. versionadded:: 3.0.0
+    """
+    stream = sys.stderr if stream is None else stream
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # no stream, or a closed one
+        return "json"
+
+
 def default_config(
     debug: bool = False, log_format: LogFormat | None = None
 ) -> dict[str, Any]:
     """Build the :func:`logging.config.dictConfig` configuration ``run`` uses.
 
-    :param debug: log at DEBUG instead of INFO, and default to ``text``
-    :param log_format: ``text`` or ``json``; :data:`None` picks by ``debug``
+    :param debug: log at DEBUG instead of INFO
+    :param log_format: ``text`` or ``json``; :data:`None` picks
+        :func:`default_format`
     :raises ValueError: for any other ``log_format``
 
     Records go to standard error.  Loggers that exist already keep working.
     """
     if log_format is None:
-        log_format = "text" if debug else "json"
+        log_format = default_format()
     if log_format == "text":
-        formatter: dict[str, Any] = {"format": TEXT_FORMAT}
+        formatter: dict[str, Any] = {"()": TextFormatter}
     elif log_format == "json":
         formatter = {"()": JSONFormatter}
     else:

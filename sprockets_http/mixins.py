@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado import web
 
-from sprockets_http import _logtext
+from sprockets_http import _logtext, context
 
 if TYPE_CHECKING:
     _Handler = web.RequestHandler
@@ -58,9 +58,10 @@ _REASON_PHRASE = re.compile(r"[\t\x20-\x3b\x3d-\x7e\xa0-\xff]+")
 
 # Member names the error documents own; extension members may not use them.
 _DEBUG_MEMBER = "exception"
+_REQUEST_ID_MEMBER = "request_id"
 _RESERVED_MEMBERS = frozenset(
     {"type", "title", "status", "detail", "instance", "message", "traceback"}
-    | {_DEBUG_MEMBER}
+    | {_DEBUG_MEMBER, _REQUEST_ID_MEMBER}
 )
 
 
@@ -381,7 +382,10 @@ class ErrorWriter(_DocumentWriter):
     exception, ``message`` its text, and ``traceback`` the list of lines of
     its formatted traceback.  A ``log_message`` is never the ``message``.
     A :class:`DetailedHTTPError`'s extension members are added to the
-    document.
+    document.  When the request has an id (it does in a
+    :class:`sprockets_http.app.Application`, see
+    :mod:`sprockets_http.context`), ``request_id`` holds it, so a client
+    can quote it to whoever reads the logs.
 
     The document is JSON (``application/json; charset=UTF-8``), or whatever
     ``Accept`` chooses when the handler has
@@ -404,6 +408,7 @@ class ErrorWriter(_DocumentWriter):
             "message": message,
             "traceback": _traceback_lines(exc_info) if debug and exc_info else None,
         }
+        _add_request_id(document, self.request)
         if isinstance(error, DetailedHTTPError):
             _add_extensions(document, error.extensions)
         return document
@@ -431,6 +436,11 @@ class ProblemDetailsWriter(_DocumentWriter):
     ``instance``
         the ``instance`` of a :class:`DetailedHTTPError`, else the request
         path (without the query)
+    ``request_id``
+        an extension member: the request's id, when it has one (it does in
+        a :class:`sprockets_http.app.Application`, see
+        :mod:`sprockets_http.context`); ``instance`` keeps naming the
+        resource, as RFC 9457 suggests
     extension members
         those of a :class:`DetailedHTTPError`; with ``serve_traceback`` on,
         ``exception`` holds the ``type``, ``message`` and ``traceback`` of
@@ -463,6 +473,7 @@ class ProblemDetailsWriter(_DocumentWriter):
             if error.detail is not None:
                 document["detail"] = error.detail
             document["instance"] = error.instance or self.request.path
+            _add_request_id(document, self.request)
             _add_extensions(document, error.extensions)
         else:
             document = {
@@ -471,6 +482,7 @@ class ProblemDetailsWriter(_DocumentWriter):
                 "status": status_code,
                 "instance": self.request.path,
             }
+            _add_request_id(document, self.request)
         if error is not None and self.settings.get("serve_traceback"):
             type_name, message = _describe(error, reason, debug=True)
             document[_DEBUG_MEMBER] = {
@@ -543,6 +555,12 @@ def _is_chained(error: BaseException) -> bool:
     return error.__cause__ is not None or (
         error.__context__ is not None and not error.__suppress_context__
     )
+
+
+def _add_request_id(document: dict[str, Any], request: Any) -> None:
+    request_id = context.request_id_of(request)
+    if request_id is not None:
+        document[_REQUEST_ID_MEMBER] = request_id
 
 
 def _add_extensions(document: dict[str, Any], extensions: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 from tornado import ioloop, web
 
-from sprockets_http import _lifecycle, _systemd, config, listen, logconfig
+from sprockets_http import _lifecycle, _systemd, config, eventloop, listen, logconfig
 from sprockets_http.app import (
     CallbackManager,
     ShutdownCallback,
@@ -96,7 +96,7 @@ def serve_until_stopped(
     sockets: list[socket.socket],
     on_ready: Callable[[Runner], None] | None = None,
 ) -> None:
-    """Serve in this process until stopped, on a new asyncio loop.
+    """Serve in this process until stopped, on a new event loop.
 
     :param make_runner: called once the loop exists and before it runs, so
         that the application factory may use ``IOLoop.current()`` (even
@@ -107,10 +107,11 @@ def serve_until_stopped(
         when it is not 0; with :data:`EXIT_START_FAILED` when
         ``make_runner`` raised
 
-    The loop is closed before this returns, after what is still pending on
-    it was cancelled.
+    The loop is the one :mod:`sprockets_http.eventloop` chooses; it is
+    closed before this returns, after what is still pending on it was
+    cancelled.
     """
-    loop = asyncio.new_event_loop()
+    loop = eventloop.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         try:
@@ -373,7 +374,10 @@ class Runner:
         self.server.add_sockets(sockets)
         ports = sorted({sock.getsockname()[1] for sock in sockets})
         self.logger.info(
-            "serving on port %s (pid %d)", ", ".join(map(str, ports)), os.getpid()
+            "serving on port %s (pid %d) with %s",
+            ", ".join(map(str, ports)),
+            os.getpid(),
+            eventloop.loop_name(ioloop.IOLoop.current().asyncio_loop),  # type: ignore[attr-defined]
         )
 
     def _stop_asked_by_application(self, shutdown_limit: float | None) -> None:

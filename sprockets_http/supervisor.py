@@ -113,9 +113,41 @@ _HANDLED_SIGNALS = (
     signal.SIGTTOU,
     signal.SIGCHLD,
 )
+WorkerObserver = Callable[[str, int, str], None]
+"""``observer(event, pid, cause)``, called in the parent when a worker
+``started`` (cause ``start``, ``replacement`` of a worker that died, or
+``restart`` by SIGHUP) or ``exited`` (cause ``stopped`` when it was told to,
+``start_failed``, or ``died``).
+
+.. versionadded:: 3.0.0
+"""
+
+_observers: list[WorkerObserver] = []
+
 # What a worker tells the parent, one line each.
 _READY = b"ready"  # followed by the worker's stop budget
 _STOP = b"stop"  # the application asked the service to stop
+
+
+def observe_workers(observer: WorkerObserver) -> None:
+    """Have ``observer`` called on each start and exit of a worker.
+
+    :func:`sprockets_http.run` has :mod:`sprockets_http.metrics` count them
+    this way.  An observer that raises is logged and does not stop the
+    parent.
+
+    .. versionadded:: 3.0.0
+    """
+    if observer not in _observers:
+        _observers.append(observer)
+
+
+def _tell_observers(event: str, pid: int, cause: str) -> None:
+    for observer in _observers:
+        try:
+            observer(event, pid, cause)
+        except Exception:
+            LOGGER.exception("a worker observer failed")
 
 
 def serve(
@@ -323,10 +355,13 @@ class Supervisor:
         )
         if instead_of is not None:
             LOGGER.info("worker %d started in place of worker %d", pid, instead_of)
+            _tell_observers("started", pid, "replacement")
         elif replaces is not None:
             LOGGER.info("worker %d started to replace worker %d", pid, replaces)
+            _tell_observers("started", pid, "restart")
         else:
             LOGGER.info("worker %d started", pid)
+            _tell_observers("started", pid, "start")
 
     def _forget_parent_state(self) -> None:
         """In a new worker: drop what only the parent may hold."""
@@ -422,6 +457,13 @@ class Supervisor:
     def _on_exit(self, worker: _Worker, status: int) -> None:
         self._close_channel(worker)
         LOGGER.info("worker %d exited with status %d", worker.pid, status)
+        if worker.stopping or self._stopping:
+            cause = "stopped"
+        elif status == EXIT_START_FAILED and not worker.ready:
+            cause = "start_failed"
+        else:
+            cause = "died"
+        _tell_observers("exited", worker.pid, cause)
         if self._stopping:
             if status and not self._exit_status:
                 self._exit_status = 1

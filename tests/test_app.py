@@ -76,12 +76,18 @@ class AccessLogTests(testing.AsyncHTTPTestCase):
         assert match, record.getMessage()
         assert match.group("method", "uri", "status", "reason", "bytes") == (
             "GET",
-            "/?x=1",
+            "/",
             "200",
             "OK",
             "5",
         )
         assert match.group("referer", "agent") == ("http://ref/", "tests/1")
+
+    def test_the_query_string_appears_nowhere_in_the_record(self) -> None:
+        (record,) = self.access_records("/?token=s3cret")
+        assert "s3cret" not in record.getMessage()
+        assert "s3cret" not in repr(vars(record))
+        assert record.path == "/"  # type: ignore[attr-defined]
 
     def test_levels_follow_the_status(self) -> None:
         for status, level in [
@@ -110,6 +116,20 @@ class AccessLogTests(testing.AsyncHTTPTestCase):
         assert not any(0x80 <= ord(c) < 0xA0 for c in message)
         assert ACCESS_LINE.match(message), message
         assert '"evil\\" \\x85INFO fake\\x9b31m line"' in message
+
+
+class QueryLoggedTests(AccessLogTests):
+    def get_app(self) -> web.Application:
+        return app.Application(HANDLERS, access_log_query=True)
+
+    def test_success_line_format_and_level(self) -> None:
+        (record,) = self.access_records("/?x=1")
+        match = ACCESS_LINE.match(record.getMessage())
+        assert match and match.group("uri") == "/?x=1", record.getMessage()
+        assert (record.path, record.query) == ("/", "x=1")  # type: ignore[attr-defined]
+
+    def test_the_query_string_appears_nowhere_in_the_record(self) -> None:
+        pass  # logged on purpose here
 
 
 class ServerHeaderTests(testing.AsyncHTTPTestCase):

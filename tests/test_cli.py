@@ -139,7 +139,22 @@ def test_procs_2_runs_two_workers(services: type[Service]) -> None:
             {},
             "'soon' must be a number of seconds",
         ),
-        (["--log-format", "xml", FACTORY], {}, "invalid choice: 'xml'"),
+        (
+            ["--log-format", "xml", FACTORY],
+            {},
+            "--log-format: 'xml' must be one of json, text",
+        ),
+        (
+            [FACTORY],
+            {"LOG_FORMAT": "xml"},
+            "LOG_FORMAT must be one of json, text, not 'xml'",
+        ),
+        (
+            ["--loop", "trio", FACTORY],
+            {},
+            "--loop: 'trio' must be one of auto, asyncio, uvloop",
+        ),
+        ([FACTORY], {"LOOP": "trio"}, "LOOP must be one of auto, asyncio, uvloop"),
         (["--workers", FACTORY], {}, "unrecognized arguments: --workers"),
     ],
 )

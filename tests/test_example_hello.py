@@ -18,12 +18,13 @@ def test_hello_serves_its_routes_and_stops_cleanly(services: type[Service]) -> N
     assert headers["Server"] == "hello/1.0.0"
     assert json.loads(body)["hello"] == "world"
 
-    status, _, body = http_get(port, "/fail")
+    status, headers, body = http_get(port, "/fail")
     assert status == 500
     assert json.loads(body) == {
         "type": None,
         "message": "Internal Server Error",
         "traceback": None,
+        "request_id": headers["X-Request-Id"],
     }
     assert "hunter2" in service.wait_for("the database password").string
 

@@ -240,7 +240,7 @@ class ErrorWriterTests(ErrorServiceCase):
             response.headers["Content-Type"], "application/json; charset=UTF-8"
         )
         self.assertEqual(
-            json.loads(response.body),
+            decode(response),
             {"type": "HTTPError", "message": "Not Found", "traceback": None},
         )
 
@@ -348,7 +348,7 @@ class NegotiationTests(ErrorServiceCase):
         self.assertEqual(response.headers["Content-Type"], "application/msgpack")
         self.assertEqual(response.headers["Vary"], "Accept")
         self.assertEqual(
-            umsgpack.unpackb(response.body),
+            decode(response),
             {"type": "HTTPError", "message": "Not Found", "traceback": None},
         )
 
@@ -399,7 +399,7 @@ class ProblemDetailsWriterTests(ErrorServiceCase):
         self.assertEqual(response.code, 404)
         self.assertEqual(response.headers["Content-Type"], "application/problem+json")
         self.assertEqual(
-            json.loads(response.body),
+            decode(response),
             {
                 "type": "about:blank",
                 "title": "Not Found",

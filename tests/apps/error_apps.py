@@ -110,13 +110,21 @@ class Unprintable(Exception):
 
 
 def decode(response: httpclient.HTTPResponse) -> Any:
-    """The body decoded as its Content-Type says; fails for anything else."""
+    """The body decoded as its Content-Type says; fails for anything else.
+
+    An error document's ``request_id`` member must be the id of the
+    ``X-Request-Id`` response header; it is checked and left out.
+    """
     media_type = response.headers["Content-Type"].split(";")[0].strip()
     if media_type in ("application/json", "application/problem+json"):
-        return json.loads(response.body)
-    if media_type in ("application/msgpack", "application/problem+msgpack"):
-        return umsgpack.unpackb(response.body)
-    raise AssertionError(f"unexpected Content-Type {media_type!r}")
+        document = json.loads(response.body)
+    elif media_type in ("application/msgpack", "application/problem+msgpack"):
+        document = umsgpack.unpackb(response.body)
+    else:
+        raise AssertionError(f"unexpected Content-Type {media_type!r}")
+    if isinstance(document, dict) and "request_id" in document:
+        assert document.pop("request_id") == response.headers["X-Request-Id"]
+    return document
 
 
 class ErrorServiceCase(testing.AsyncHTTPTestCase):

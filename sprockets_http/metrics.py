@@ -1,0 +1,740 @@
+"""Prometheus metrics of the whole service, whichever worker answers the scrape.
+
+Mount :class:`MetricsHandler` on a path of your choosing::
+
+    from sprockets_http import app, metrics
+
+    def make_app(**settings):
+        return app.Application(
+            [("/", Hello), ("/metrics", metrics.MetricsHandler)], **settings
+        )
+
+It answers the Prometheus text format (OpenMetrics when the ``Accept``
+header asks for ``application/openmetrics-text``) with the values of every
+worker process of the service, live or gone: each process writes its values
+to files in one directory (``prometheus_client``'s multi-process mode), and
+the scrape adds them up.  It needs the optional extra ``[metrics]``
+(``pip install 'sprockets_http[metrics]'``, which installs
+``prometheus_client``); the rest of the package works without it.
+
+The metrics, listed in :doc:`/observability`:
+
+* per request, recorded by :class:`sprockets_http.app.Application` when a
+  :class:`MetricsHandler` is mounted in it: ``http_requests_total`` by
+  ``method``, ``handler``, ``route`` and ``status``;
+  ``http_request_duration_seconds`` and ``http_response_size_bytes``
+  histograms by ``handler`` and ``route``; ``http_requests_in_flight``.
+  ``handler`` is the handler class's qualified name and ``route`` the
+  pattern it is mounted on, never the request's path, so a client cannot
+  create new series.  The ``metrics_buckets`` application setting sets the
+  duration buckets (seconds).
+* per worker process (a ``pid`` label, for live processes):
+  ``process_resident_memory_bytes``, ``process_cpu_seconds_total``,
+  ``process_open_fds``, sampled every second; and
+  ``event_loop_lag_seconds``, a histogram of how late a callback scheduled
+  every 0.25 s runs, which grows when a handler blocks the loop;
+* from the supervisor: ``sprockets_http_worker_starts_total``,
+  ``sprockets_http_worker_exits_total`` and
+  ``sprockets_http_worker_replacements_total``, by ``cause``.
+
+Where the files go
+------------------
+
+``prometheus_client`` decides whether values go to files when it creates
+them, reading the ``PROMETHEUS_MULTIPROC_DIR`` environment variable.  So
+importing this module sets that variable, when it is not set, to a new
+private directory, before it imports ``prometheus_client``; import it at the
+top of the application's module, before any module that creates metrics.
+:func:`sprockets_http.run` imports it whenever ``prometheus_client`` is
+installed, keeps the directory for the service's lifetime (a SIGHUP restart
+included) and removes it when the service stops.  A directory you name
+yourself with ``PROMETHEUS_MULTIPROC_DIR`` is used instead: ``run()``
+empties it when the service starts and leaves it in place.
+
+When a worker exits, the supervisor adds its counters and histograms to one
+file of retired values and removes its files, so that workers replaced by
+SIGHUP, by a crash or by recycling count exactly once and the scrape does
+not slow down as they come and go.  A scrape never sees a half-written file:
+it reads under a shared lock that this bookkeeping takes exclusively, and
+skips the files of a worker still creating them.
+
+Your own metrics
+----------------
+
+Create them with ``prometheus_client`` as usual, at module level or in the
+factory, once this module is imported: they are written to the same
+directory and show in the scrape, added up over the workers.  Gauges need a
+``multiprocess_mode`` (``livesum``, ``liveall``, ``max``...) saying how the
+values of the processes combine.  A name that clashes with one of the
+metrics above fails when the second is created, naming it.
+
+.. versionadded:: 3.0.0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import bisect
+import contextlib
+import fcntl
+import glob
+import importlib.util
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from tornado import ioloop, routing, web
+
+from sprockets_http import accesslog
+
+LOGGER = logging.getLogger("sprockets_http.metrics")
+
+DIRECTORY_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+"""The environment variable that names the directory of the values."""
+
+# "PID:created:PATH" or "PID:given:PATH": which service process prepared
+# the directory PATH, and whether it made it (and so removes it).
+_OWNER_VARIABLE = "SPROCKETS_HTTP_METRICS_OWNER"
+
+
+def _owner() -> tuple[str, str]:
+    """The pid that prepared the directory named now, and how; else empty."""
+    pid, how, path = [*os.environ.get(_OWNER_VARIABLE, "").split(":", 2), "", ""][:3]
+    if path != os.environ.get(DIRECTORY_VARIABLE):
+        return "", ""  # the variable was set anew since: not ours
+    return pid, how
+
+
+LAG_INTERVAL = 0.25
+"""Seconds between two measurements of the event loop's lag."""
+
+PROCESS_INTERVAL = 1.0
+"""Seconds between two samples of a worker's memory, CPU time and files."""
+
+DURATION_BUCKETS: tuple[float, ...] = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+"""The default buckets of ``http_request_duration_seconds``, in seconds."""
+
+SIZE_BUCKETS: tuple[float, ...] = (100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
+"""The buckets of ``http_response_size_bytes``."""
+
+LAG_BUCKETS: tuple[float, ...] = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+"""The buckets of ``event_loop_lag_seconds``."""
+
+
+def _remove_created(path: str, pid: int) -> None:
+    # At exit of the process that made the directory, not of its children.
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _claim_directory() -> str | None:
+    """Point ``prometheus_client`` at this service's directory; its path.
+
+    :data:`None` when ``prometheus_client`` is not installed.
+    """
+    if importlib.util.find_spec("prometheus_client") is None:
+        return None
+    pid = os.getpid()
+    path = os.environ.get(DIRECTORY_VARIABLE)
+    owner, how = _owner()
+    # Inherited from another service's own choice (its child process, or a
+    # test run): sharing it would add up two services.
+    inherited = how == "created" and owner != str(pid)
+    if path and not inherited:
+        os.makedirs(path, exist_ok=True)
+        return path
+    path = tempfile.mkdtemp(prefix="sprockets_http-metrics-")
+    os.environ[DIRECTORY_VARIABLE] = path
+    os.environ[_OWNER_VARIABLE] = f"{pid}:created:{path}"
+    atexit.register(_remove_created, path, pid)
+    return path
+
+
+_DIRECTORY = _claim_directory()
+
+if TYPE_CHECKING or _DIRECTORY is not None:
+    import prometheus_client
+    from prometheus_client import exposition, metrics_core, mmap_dict
+    from prometheus_client import values as _values
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from prometheus_client.utils import floatToGoString
+
+    # Imported before this module, without the directory: metrics made
+    # from now on still go to the files.
+    _IMPORTED_TOO_EARLY = not getattr(_values.ValueClass, "_multiprocess", False)
+    if _IMPORTED_TOO_EARLY:
+        _values.ValueClass = _values.MultiProcessValue()
+
+_REQUESTS = "http_requests"
+_DURATION = "http_request_duration_seconds"
+_SIZE = "http_response_size_bytes"
+_IN_FLIGHT = "http_requests_in_flight"
+_LAG = "event_loop_lag_seconds"
+_WORKER_EVENTS = "sprockets_http_worker"
+_HELP = {
+    _REQUESTS: "Requests answered, by method, handler, route and status.",
+    _DURATION: "Seconds from a request's arrival to its answer.",
+    _SIZE: "Bytes of response body sent.",
+    _IN_FLIGHT: "Requests being handled.",
+}
+
+
+def available() -> bool:
+    """Whether ``prometheus_client`` is installed, so metrics can be served."""
+    return _DIRECTORY is not None
+
+
+class MetricsHandler(web.RequestHandler):
+    """Answers ``GET`` with the metrics of every process of the service.
+
+    The format is Prometheus text, or OpenMetrics when the ``Accept`` header
+    asks for it; the answer is never cached.  Its access record is written
+    at DEBUG.  Mount it once: a second mount fails when the application is
+    created, naming both paths.  Mounting it needs ``prometheus_client``.
+
+    .. versionadded:: 3.0.0
+    """
+
+    _sprockets_http_metrics_endpoint = True
+
+    def get(self) -> None:
+        """Answer with the metrics."""
+        if _DIRECTORY is None:
+            raise web.HTTPError(503, "prometheus_client is not installed")
+        _sampler.sample_process()
+        encoder, content_type = exposition.choose_encoder(
+            self.request.headers.get("Accept", "")
+        )
+        body = encoder(_collect(_DIRECTORY))
+        self.access_log_level = logging.DEBUG
+        self.set_header("Content-Type", content_type)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body)
+
+
+class _Collected:
+    """Metrics read already, in the shape the exposition functions take."""
+
+    def __init__(self, metrics: list[metrics_core.Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> list[metrics_core.Metric]:
+        return self._metrics
+
+
+def _collect(directory: str) -> _Collected:
+    """The values of every process of the service, added up, read consistently."""
+    with _locked(directory, fcntl.LOCK_SH):
+        files = []
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            # A process writes its file's header right after creating it;
+            # until then the file is empty and holds no value.
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_size > 0:
+                    files.append(path)
+        return _Collected(list(MultiProcessCollector.merge(files, accumulate=True)))
+
+
+@contextlib.contextmanager
+def _locked(
+    directory: str, operation: int, timeout: float | None = None
+) -> Iterator[bool]:
+    """Hold the directory's lock; yields whether it was taken.
+
+    :param timeout: give up after this many seconds; :data:`None` waits
+    """
+    fd = os.open(os.path.join(directory, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, operation | (0 if deadline is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if deadline is None or time.monotonic() >= deadline:
+                    yield False
+                    return
+                time.sleep(0.005)
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# -- per-request metrics ---------------------------------------------------
+
+
+class _Series:
+    """One value of this process, written through to its file at once."""
+
+    __slots__ = ("_file", "_key", "value")
+
+    def __init__(self, file: mmap_dict.MmapedDict, key: str) -> None:
+        self._file = file
+        self._key = key
+        self.value: float = file.read_value(key)[0]
+
+    def add(self, amount: float) -> None:
+        self.value += amount
+        self._file.write_value(self._key, self.value, 0.0)
+
+
+class _Histogram:
+    __slots__ = ("_bounds", "_buckets", "_sum")
+
+    def __init__(
+        self,
+        file: mmap_dict.MmapedDict,
+        name: str,
+        bounds: tuple[float, ...],
+        labels: dict[str, str],
+    ) -> None:
+        self._bounds = bounds
+        self._buckets = [
+            _Series(
+                file, _key(name, name + "_bucket", {**labels, "le": floatToGoString(b)})
+            )
+            for b in bounds
+        ]
+        self._sum = _Series(file, _key(name, name + "_sum", labels))
+
+    def observe(self, value: float) -> None:
+        # The first bucket whose bound is at least the value ("le").
+        self._buckets[bisect.bisect_left(self._bounds, value)].add(1.0)
+        self._sum.add(value)
+
+
+def _key(metric: str, sample: str, labels: dict[str, str]) -> str:
+    return mmap_dict.mmap_key(
+        metric, sample, list(labels), list(labels.values()), _HELP.get(metric, "")
+    )
+
+
+class _ProcessFiles:
+    """The per-request values of this process, in files of their own.
+
+    Not ``prometheus_client``'s metric objects, whose every update takes a
+    lock and checks the pid: this path runs for every request.  The files
+    have the library's format and names it reads (``TYPE_PID-http.db``).
+    """
+
+    def __init__(self, directory: str) -> None:
+        pid = os.getpid()
+        self.pid = pid
+        self.counters = mmap_dict.MmapedDict(
+            os.path.join(directory, f"counter_{pid}-http.db")
+        )
+        self.histograms = mmap_dict.MmapedDict(
+            os.path.join(directory, f"histogram_{pid}-http.db")
+        )
+        gauges = mmap_dict.MmapedDict(
+            os.path.join(directory, f"gauge_livesum_{pid}-http.db")
+        )
+        self.in_flight = _Series(gauges, _key(_IN_FLIGHT, _IN_FLIGHT, {}))
+
+
+_files: _ProcessFiles | None = None
+
+
+def _process_files() -> _ProcessFiles:
+    global _files
+    if _files is None or _files.pid != os.getpid():
+        assert _DIRECTORY is not None
+        _files = _ProcessFiles(_DIRECTORY)
+    return _files
+
+
+class _Recorder:
+    """Records the requests of one application; see :func:`recorder_for`."""
+
+    def __init__(
+        self, routes: dict[type[Any], str], duration_buckets: Sequence[float]
+    ) -> None:
+        self._routes = routes
+        self._durations = (*sorted(set(duration_buckets)), math.inf)
+        self._sizes = (*SIZE_BUCKETS, math.inf)
+        self._files: _ProcessFiles | None = None
+        self._series: dict[
+            tuple[type[Any], str, int], tuple[_Series, _Histogram, _Histogram]
+        ] = {}
+        self._histograms: dict[type[Any], tuple[_Histogram, _Histogram]] = {}
+
+    def serving(self) -> None:
+        """The application is served: measure this process on its loop."""
+        _sampler.start()
+
+    def started(self) -> None:
+        """A request begins: one more in flight."""
+        files = (
+            _files if _files is not None and _files is self._files else self._renew()
+        )
+        files.in_flight.add(1.0)
+
+    def finished(self, handler: web.RequestHandler) -> None:
+        """``handler``'s request is answered: count it."""
+        files = (
+            _files if _files is not None and _files is self._files else self._renew()
+        )
+        files.in_flight.add(-1.0)
+        handler_class = type(handler)
+        method = handler.request.method or ""
+        status = handler.get_status()
+        key = (handler_class, method, status)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = self._new_series(files, *key)
+        count, durations, sizes = series
+        count.add(1.0)
+        durations.observe(handler.request.request_time())
+        sizes.observe(accesslog.bytes_sent(handler.request))
+
+    def _renew(self) -> _ProcessFiles:
+        # The first request, or the first in a process forked since.
+        files = _process_files()
+        self._files = files
+        self._series = {}
+        self._histograms = {}
+        _sampler.start()
+        return files
+
+    def _new_series(
+        self, files: _ProcessFiles, handler_class: type[Any], method: str, status: int
+    ) -> tuple[_Series, _Histogram, _Histogram]:
+        labels = {
+            "handler": accesslog.handler_name(handler_class),
+            "route": self._routes.get(handler_class, ""),
+        }
+        histograms = self._histograms.get(handler_class)
+        if histograms is None:
+            histograms = self._histograms[handler_class] = (
+                _Histogram(files.histograms, _DURATION, self._durations, labels),
+                _Histogram(files.histograms, _SIZE, self._sizes, labels),
+            )
+        # Methods a client makes up would each make a series.
+        if method not in handler_class.SUPPORTED_METHODS:
+            method = "OTHER"
+        count = _Series(
+            files.counters,
+            _key(
+                _REQUESTS,
+                _REQUESTS + "_total",
+                {"method": method, **labels, "status": str(status)},
+            ),
+        )
+        return count, *histograms
+
+
+def recorder_for(application: web.Application) -> _Recorder | None:
+    """What records ``application``'s requests, if it mounts a :class:`MetricsHandler`.
+
+    :returns: :data:`None` when it mounts none
+    :raises ValueError: when it mounts several, naming their paths, or
+        when ``prometheus_client`` is not installed
+
+    :class:`sprockets_http.app.Application` calls this when it is created
+    and when handlers are added.
+    """
+    mounts = list(_mounted(application.wildcard_router.rules))
+    mounts += _mounted(application.default_router.rules[1:])  # add_handlers()
+    endpoints = [
+        path
+        for path, target in mounts
+        if getattr(target, "_sprockets_http_metrics_endpoint", False)
+    ]
+    if not endpoints:
+        return None
+    if len(endpoints) > 1:
+        raise ValueError(
+            "MetricsHandler is mounted more than once, on "
+            + " and ".join(repr(path) for path in endpoints)
+            + ": mount it once"
+        )
+    if _DIRECTORY is None:
+        raise ValueError(
+            f"MetricsHandler on {endpoints[0]!r} needs prometheus_client: "
+            "pip install 'sprockets_http[metrics]'"
+        )
+    routes: dict[type[Any], list[str]] = {}
+    for path, target in mounts:
+        routes.setdefault(target, []).append(path)
+    buckets = application.settings.get("metrics_buckets") or DURATION_BUCKETS
+    return _Recorder(
+        {target: "|".join(paths) for target, paths in routes.items()}, buckets
+    )
+
+
+def _mounted(rules: Iterable[routing.Rule]) -> Iterator[tuple[str, type[Any]]]:
+    """Each handler class of ``rules`` with its route pattern, nested ones too."""
+    for rule in rules:
+        target = rule.target
+        if isinstance(target, routing.RuleRouter):
+            yield from _mounted(target.rules)
+        elif isinstance(target, type) and issubclass(target, web.RequestHandler):
+            pattern = getattr(rule.matcher, "regex", None)
+            path = pattern.pattern if pattern is not None else repr(rule.matcher)
+            yield path.removesuffix("$"), target
+
+
+# -- per-process metrics -----------------------------------------------------
+
+
+class _Sampler:
+    """Measures this process's loop lag and resources on its running loop."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+        self._ticks = 0
+        self._metrics: tuple[Any, ...] | None = None
+        self._metrics_pid = 0
+
+    def start(self) -> None:
+        """Start measuring on the current loop, unless it already is."""
+        io_loop = ioloop.IOLoop.current(instance=False)
+        if io_loop is None:
+            return
+        loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
+        if loop is self._loop and self._pid == os.getpid():
+            return
+        self._loop = loop
+        self._pid = os.getpid()
+        loop.call_soon(self._tick, loop, loop.time())
+
+    def _tick(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
+        if loop is not self._loop or loop.is_closed():
+            return
+        now = loop.time()
+        lag, *_ = self._process_metrics()
+        lag.observe(max(0.0, now - due))
+        self._ticks += 1
+        if self._ticks % round(PROCESS_INTERVAL / LAG_INTERVAL) == 1:
+            self.sample_process()
+        loop.call_at(now + LAG_INTERVAL, self._tick, loop, now + LAG_INTERVAL)
+
+    def sample_process(self) -> None:
+        """Write this process's memory, CPU time and open files now."""
+        if _DIRECTORY is None:
+            return
+        _, memory, cpu, fds = self._process_metrics()
+        times = os.times()
+        cpu.set(times.user + times.system)
+        with contextlib.suppress(OSError):  # not Linux
+            with open("/proc/self/statm", "rb") as statm:
+                memory.set(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+            fds.set(len(os.listdir("/proc/self/fd")))
+
+    def _process_metrics(self) -> tuple[Any, ...]:
+        if self._metrics is None or self._metrics_pid != os.getpid():
+            self._metrics_pid = os.getpid()
+            gauge = prometheus_client.Gauge
+            self._metrics = (
+                prometheus_client.Histogram(
+                    _LAG,
+                    "Seconds a callback scheduled on the event loop ran late.",
+                    buckets=LAG_BUCKETS,
+                    registry=None,
+                ),
+                gauge(
+                    "process_resident_memory_bytes",
+                    "Resident memory of the process, in bytes.",
+                    multiprocess_mode="liveall",
+                    registry=None,
+                ),
+                gauge(
+                    "process_cpu_seconds_total",
+                    "User and system CPU time the process has used, in seconds.",
+                    multiprocess_mode="liveall",
+                    registry=None,
+                ),
+                gauge(
+                    "process_open_fds",
+                    "File descriptors the process holds open.",
+                    multiprocess_mode="liveall",
+                    registry=None,
+                ),
+            )
+        return self._metrics
+
+
+_sampler = _Sampler()
+
+
+# -- the supervisor's side ---------------------------------------------------
+
+_worker_counters: dict[str, Any] = {}
+_unretired: set[int] = set()
+
+
+def observe_worker(event: str, pid: int, cause: str) -> None:
+    """Count a worker's start or exit; retire the values of one that exited.
+
+    :param event: ``started`` or ``exited``
+    :param pid: the worker's pid
+    :param cause: why (see :mod:`sprockets_http.supervisor`)
+
+    :func:`sprockets_http.run` has the supervisor call this in the parent
+    process.
+    """
+    if _DIRECTORY is None:
+        return
+    if not _worker_counters:
+        for name, help_text in [
+            ("starts", "Worker processes started, by cause."),
+            ("exits", "Worker processes that exited, by cause."),
+            ("replacements", "Worker processes started to replace another, by cause."),
+        ]:
+            _worker_counters[name] = prometheus_client.Counter(
+                f"{_WORKER_EVENTS}_{name}", help_text, ["cause"], registry=None
+            )
+    if event == "started":
+        _worker_counters["starts"].labels(cause).inc()
+        if cause in ("replacement", "restart"):
+            _worker_counters["replacements"].labels(cause).inc()
+    elif event == "exited":
+        _worker_counters["exits"].labels(cause).inc()
+        _retire(pid)
+
+
+def _retire(pid: int) -> None:
+    """Move the counters and histograms of dead processes to the retired file."""
+    assert _DIRECTORY is not None
+    _unretired.add(pid)
+    with _locked(_DIRECTORY, fcntl.LOCK_EX, timeout=1.0) as locked:
+        if not locked:  # a scrape is stuck: next time
+            return
+        for dead in sorted(_unretired):
+            _retire_locked(_DIRECTORY, dead)
+        _unretired.clear()
+
+
+def _retire_locked(directory: str, pid: int) -> None:
+    for suffix in (f"_{pid}.db", f"_{pid}-http.db"):
+        for path in glob.glob(os.path.join(directory, "*" + suffix)):
+            kind, mode = os.path.basename(path).split("_")[:2]
+            if kind in ("counter", "histogram", "summary"):
+                retired = mmap_dict.MmapedDict(
+                    os.path.join(directory, f"{kind}_retired.db")
+                )
+                try:
+                    for (
+                        key,
+                        value,
+                        _,
+                        _,
+                    ) in mmap_dict.MmapedDict.read_all_values_from_file(path):
+                        total = retired.read_value(key)[0] + value
+                        retired.write_value(key, total, 0.0)
+                finally:
+                    retired.close()
+            elif not (kind == "gauge" and mode.startswith("live")):
+                continue  # other gauges keep a gone process's value, by design
+            os.remove(path)
+
+
+@contextlib.contextmanager
+def service_directory() -> Iterator[str | None]:
+    """The metrics directory for the lifetime of the service; its path.
+
+    :func:`sprockets_http.run` holds it while the service runs, in the
+    process that forks the workers.  A directory named by the user is
+    emptied of other processes' values on entry; one this module made is
+    removed on exit.  A process that re-executes itself (same pid, same
+    environment) keeps the values.
+    """
+    if _DIRECTORY is None:
+        yield None
+        return
+    pid = str(os.getpid())
+    owner, how = _owner()
+    if owner != pid:  # the user's directory, new to this process
+        _empty(_DIRECTORY, keep=pid)
+        os.environ[_OWNER_VARIABLE] = f"{pid}:given:{_DIRECTORY}"
+        how = "given"
+    LOGGER.info("metrics of every process are kept in %s", _DIRECTORY)
+    if _IMPORTED_TOO_EARLY:
+        LOGGER.warning(
+            "prometheus_client was imported before sprockets_http.metrics: "
+            "metrics it created before are not added up over the workers"
+        )
+    try:
+        yield _DIRECTORY
+    finally:
+        if how == "created":
+            _remove_created(_DIRECTORY, int(pid))
+
+
+def _empty(directory: str, keep: str) -> None:
+    """Remove the values of earlier runs, keeping this process's own."""
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        name = os.path.basename(path)[:-3]
+        if not (name.endswith("_" + keep) or name.endswith(f"_{keep}-http")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
+def _forget_process_state() -> None:
+    global _files, _worker_counters
+    _files = None
+    _worker_counters = {}
+    _unretired.clear()
+
+
+os.register_at_fork(after_in_child=_forget_process_state)
+
+
+class _Names:
+    """Reserves this module's metric names in the default registry."""
+
+    def describe(self) -> list[metrics_core.Metric]:
+        families: list[metrics_core.Metric] = [
+            metrics_core.CounterMetricFamily(_REQUESTS, ""),
+            metrics_core.HistogramMetricFamily(_DURATION, ""),
+            metrics_core.HistogramMetricFamily(_SIZE, ""),
+            metrics_core.GaugeMetricFamily(_IN_FLIGHT, ""),
+            metrics_core.HistogramMetricFamily(_LAG, ""),
+        ]
+        families += [
+            metrics_core.CounterMetricFamily(f"{_WORKER_EVENTS}_{name}", "")
+            for name in ("starts", "exits", "replacements")
+        ]
+        return families
+
+    def collect(self) -> list[metrics_core.Metric]:
+        return []  # the scrape reads the files, not this registry
+
+
+if _DIRECTORY is not None:
+    prometheus_client.REGISTRY.register(_Names())

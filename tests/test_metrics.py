@@ -1,0 +1,211 @@
+"""Prometheus metrics added up over every worker: real processes, real signals."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import threading
+from typing import Any
+
+import pytest
+from support import Service, http_get
+
+from sprockets_http import app
+
+prometheus_client = pytest.importorskip("prometheus_client")
+from prometheus_client import parser  # noqa: E402
+
+from sprockets_http import metrics  # noqa: E402
+
+FACTORY = "tests.apps.observe_app:make_app"
+HELLO = "tests.apps.observe_app.Hello"
+
+
+def start(services: type[Service], **env: str) -> tuple[Service, int]:
+    service = services(
+        ["-m", "sprockets_http", "--procs", "2", FACTORY],
+        env={"SHUTDOWN_LIMIT": "2", **env},
+    )
+    service.wait_for("all 2 workers ready")
+    return service, service.wait_serving()
+
+
+def scrape(port: int, accept: str | None = None) -> dict[tuple[str, Any], float]:
+    """Every sample of one scrape: (name, sorted labels) to value."""
+    status, _, body = http_get(port, "/metrics", {"Accept": accept} if accept else None)
+    assert status == 200, body
+    samples = {}
+    for family in parser.text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
+
+
+def total(samples: dict[tuple[str, Any], float], name: str, **labels: str) -> float:
+    """The sum of the samples named ``name`` whose labels include ``labels``."""
+    return sum(
+        value
+        for (sample, sample_labels), value in samples.items()
+        if sample == name and labels.items() <= dict(sample_labels).items()
+    )
+
+
+def hello_count(port: int) -> float:
+    return total(scrape(port), "http_requests_total", handler=HELLO)
+
+
+def send_hellos(port: int, at_least: int) -> tuple[int, set[int]]:
+    """GET / until both workers answered and ``at_least`` were sent."""
+    pids: set[int] = set()
+    sent = 0
+    while sent < at_least or (len(pids) < 2 and sent < 400):
+        status, _, body = http_get(port, "/")
+        assert status == 200
+        pids.add(json.loads(body)["pid"])
+        sent += 1
+    assert len(pids) == 2, "one worker answered every request"
+    return sent, pids
+
+
+def wait_exact(port: int, expected: int) -> None:
+    """Scrape until the count is exact (a worker records a request right after
+    answering it), then require it to stay so."""
+    for _ in range(100):
+        if hello_count(port) == expected:
+            break
+    assert [hello_count(port) for _ in range(10)] == [expected] * 10
+
+
+def test_the_scrape_counts_exactly_the_requests_of_both_workers_through_restarts(
+    services: type[Service],
+) -> None:
+    service, port = start(services)
+    sent, first_workers = send_hellos(port, 30)
+    wait_exact(port, sent)
+    samples = scrape(port)
+    route = {"handler": HELLO, "route": "/"}
+    assert total(samples, "http_request_duration_seconds_count", **route) == sent
+    assert total(samples, "http_response_size_bytes_count", **route) == sent
+    assert total(samples, "http_requests_total", handler=HELLO, status="200") == sent
+    # One series per worker process, named by pid.
+    assert len([k for k in samples if k[0] == "process_resident_memory_bytes"]) == 2
+
+    # Scrapes keep answering the same exact count while workers come and go.
+    seen: list[float | str] = []
+    stop_scraping = threading.Event()
+
+    def keep_scraping() -> None:
+        while not stop_scraping.is_set():
+            try:
+                seen.append(hello_count(port))
+            except OSError as error:  # the killed worker's connection
+                seen.append(type(error).__name__)
+
+    scraper = threading.Thread(target=keep_scraping, daemon=True)
+    scraper.start()
+    try:
+        mark = len(service.lines)
+        service.send(signal.SIGHUP)
+        for pid in first_workers:
+            service.wait_for(rf"worker {pid} exited", start=mark)
+        _, _, body = http_get(port, "/")
+        sent += 1
+        victim = json.loads(body)["pid"]
+        wait_exact(port, sent)  # the victim's last request is counted
+        mark = len(service.lines)
+        os.kill(victim, signal.SIGKILL)
+        replacement = service.wait_for(
+            rf"worker (\d+) started in place of worker {victim}", start=mark
+        ).group(1)
+        service.wait_for(rf"worker {replacement} ready", start=mark)
+    finally:
+        stop_scraping.set()
+        scraper.join(10)
+    answered = [value for value in seen if not isinstance(value, str)]
+    assert len(answered) >= 5
+    assert set(answered) <= {sent - 1, sent}, collections.Counter(seen)
+    assert len(seen) - len(answered) <= 2, collections.Counter(seen)
+
+    more, _ = send_hellos(port, 10)
+    wait_exact(port, sent + more)
+    samples = scrape(port)
+    events = {
+        (name.split("_")[3], dict(labels)["cause"]): value
+        for (name, labels), value in samples.items()
+        if name.startswith("sprockets_http_worker_")
+    }
+    assert events == {
+        ("starts", "start"): 2,
+        ("starts", "restart"): 2,
+        ("starts", "replacement"): 1,
+        ("replacements", "restart"): 2,
+        ("replacements", "replacement"): 1,
+        ("exits", "stopped"): 2,
+        ("exits", "died"): 1,
+    }
+    # The scrape itself; a worker counts a request out right after answering
+    # it, so the previous scrape may still be in.
+    in_flight = [total(scrape(port), "http_requests_in_flight") for _ in range(20)]
+    assert set(in_flight) <= {1, 2} and 1 in in_flight, in_flight
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+
+
+def test_openmetrics_when_asked_and_the_directory_goes_with_the_service(
+    services: type[Service],
+) -> None:
+    service, port = start(services)
+    directory = service.wait_for(r'metrics of every process are kept in ([^\s"]+)')[1]
+    assert directory != os.environ[metrics.DIRECTORY_VARIABLE]  # not this test's
+    assert os.path.isdir(directory)
+    status, headers, body = http_get(
+        port, "/metrics", {"Accept": "application/openmetrics-text"}
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.endswith(b"# EOF\n")
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+    assert not os.path.exists(directory)
+    # Scrapes are logged at DEBUG, below the service's INFO.
+    assert "/metrics" not in service.output
+
+
+def test_a_directory_of_your_own_is_emptied_at_start_and_kept(
+    services: type[Service], tmp_path: Any
+) -> None:
+    stale = prometheus_client.mmap_dict.MmapedDict(str(tmp_path / "counter_999999.db"))
+    key = prometheus_client.mmap_dict.mmap_key(
+        "http_requests",
+        "http_requests_total",
+        ["handler"],
+        [HELLO],
+        "",
+    )
+    stale.write_value(key, 1000.0, 0.0)
+    stale.close()
+    service, port = start(services, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    sent, _ = send_hellos(port, 4)
+    wait_exact(port, sent)
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+    assert tmp_path.is_dir()
+    assert not (tmp_path / "counter_999999.db").exists()
+
+
+def test_a_second_mount_fails_naming_both_paths() -> None:
+    with pytest.raises(ValueError, match=re.escape("on '/metrics' and '/m2'")):
+        app.Application(
+            [("/metrics", metrics.MetricsHandler), ("/m2", metrics.MetricsHandler)]
+        )
+    application = app.Application([("/metrics", metrics.MetricsHandler)])
+    with pytest.raises(ValueError, match="more than once"):
+        application.add_handlers(r"admin\.example", [("/m", metrics.MetricsHandler)])
+
+
+def test_a_metric_named_like_ours_fails_naming_it() -> None:
+    with pytest.raises(ValueError, match="http_requests_total"):
+        prometheus_client.Counter("http_requests", "mine")
