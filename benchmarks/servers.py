@@ -2,36 +2,44 @@
 
 ``python benchmarks/servers.py KIND PORT [PROCESSES]`` serves one of:
 
-``bare-hello`` / ``sprockets-hello``
-    a handler that answers ``{"hello": "world"}``
-``bare-error`` / ``sprockets-error``
-    a handler that raises ``HTTPError(404)``: Tornado's HTML error page,
-    or ErrorLogger + ErrorWriter's JSON document
+``bare-hello``
+    the plain Tornado a user would otherwise run: ``Application.listen()``
+    (Tornado's defaults, so no ``xheaders``), one route, a handler that
+    answers ``{"hello": "world"}``, and ``logging.basicConfig()`` at INFO
+    with a timestamp, so Tornado writes its own access line for every
+    request to standard error;
+``bare-error``
+    the same, with a handler that raises ``HTTPError(404)`` (Tornado's HTML
+    page, and its access line at WARNING);
+``sprockets-hello`` / ``sprockets-error``
+    the same handlers with ErrorLogger and ErrorWriter, served by
+    :func:`sprockets_http.run` as a service would be: its default logging
+    (JSON lines to standard error, at INFO, so every access record is
+    written with its fields and request id) and a
+    :class:`~sprockets_http.metrics.MetricsHandler` mounted, so every
+    request is counted;
+``sprockets-routes``
+    a service with ``BENCH_ROUTES`` (default 50) handlers on ``/h/N`` and
+    the metrics handler, for timing scrapes.
 
-Both kinds log through the same configuration, at the level named by
-``BENCH_LOG_LEVEL`` (default ``WARNING``), to standard error.  The sprockets
-kinds run through :func:`sprockets_http.run`, the bare ones through
-:class:`tornado.httpserver.HTTPServer` alone.
+``BENCH_LOG_LEVEL`` sets the level of both sides (default ``INFO``); the
+sprockets side takes ``LOOP`` from the environment like any service.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging.config
+import logging
 import os
 import sys
 from typing import Any
 
-from tornado import httpserver, web
+from tornado import web
 
 import sprockets_http
-from sprockets_http import app, logconfig, mixins
+from sprockets_http import app, metrics, mixins
 
-
-def log_config() -> dict[str, Any]:
-    config = logconfig.default_config(log_format="json")
-    config["root"]["level"] = os.environ.get("BENCH_LOG_LEVEL", "WARNING")
-    return config
+LEVEL = os.environ.get("BENCH_LOG_LEVEL", "INFO")
 
 
 class BareHello(web.RequestHandler):
@@ -55,10 +63,22 @@ class Error(mixins.ErrorLogger, mixins.ErrorWriter, web.RequestHandler):
 
 
 async def serve_bare(handler: type[web.RequestHandler], port: int) -> None:
-    server = httpserver.HTTPServer(web.Application([("/", handler)]), xheaders=True)
-    server.listen(port, "127.0.0.1")
+    web.Application([("/", handler)]).listen(port, "127.0.0.1")
     logging.getLogger("bench").warning("serving on port %d", port)
     await asyncio.Event().wait()
+
+
+def make_app(**settings: Any) -> app.Application:
+    kind = os.environ["BENCH_KIND"]
+    if kind == "routes":
+        handlers: list[Any] = [
+            (f"/h/{n}", type(f"Handler{n}", (Hello,), {}))
+            for n in range(int(os.environ.get("BENCH_ROUTES", "50")))
+        ]
+    else:
+        handlers = [("/", {"hello": Hello, "error": Error}[kind])]
+    handlers.append(("/metrics", metrics.MetricsHandler))
+    return app.Application(handlers, **settings)
 
 
 def main() -> None:
@@ -66,15 +86,17 @@ def main() -> None:
     processes = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     flavour, _, name = kind.partition("-")
     if flavour == "bare":
-        logging.config.dictConfig(log_config())
+        logging.basicConfig(
+            level=LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         handler = {"hello": BareHello, "error": BareError}[name]
         asyncio.run(serve_bare(handler, port))
         return
-    handler = {"hello": Hello, "error": Error}[name]
+    os.environ["BENCH_KIND"] = name
+    config = sprockets_http.logconfig.default_config(log_format="json")
+    config["root"]["level"] = LEVEL
     sprockets_http.run(
-        lambda **settings: app.Application([("/", handler)], **settings),
-        {"port": port, "number_of_procs": processes},
-        log_config=log_config(),
+        make_app, {"port": port, "number_of_procs": processes}, log_config=config
     )
 
 

@@ -17,6 +17,7 @@ from sprockets_http import app
 
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client import parser  # noqa: E402
+from prometheus_client.openmetrics import parser as openmetrics_parser  # noqa: E402
 
 from sprockets_http import metrics  # noqa: E402
 
@@ -161,12 +162,23 @@ def test_openmetrics_when_asked_and_the_directory_goes_with_the_service(
     directory = service.wait_for(r'metrics of every process are kept in ([^\s"]+)')[1]
     assert directory != os.environ[metrics.DIRECTORY_VARIABLE]  # not this test's
     assert os.path.isdir(directory)
+    send_hellos(port, 2)
     status, headers, body = http_get(
         port, "/metrics", {"Accept": "application/openmetrics-text"}
     )
     assert status == 200
     assert headers["Content-Type"].startswith("application/openmetrics-text")
     assert body.endswith(b"# EOF\n")
+    # Well-formed, and the same values as the text format.
+    openmetrics = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in openmetrics_parser.text_string_to_metric_families(body.decode())
+        for sample in family.samples
+        if sample.name.startswith("http_request_duration")
+        and sample.labels.get("handler") == HELLO
+    }
+    text = scrape(port)
+    assert openmetrics and all(text[key] == value for key, value in openmetrics.items())
     service.send(signal.SIGTERM)
     assert service.wait() == 0
     assert not os.path.exists(directory)
@@ -209,3 +221,48 @@ def test_a_second_mount_fails_naming_both_paths() -> None:
 def test_a_metric_named_like_ours_fails_naming_it() -> None:
     with pytest.raises(ValueError, match="http_requests_total"):
         prometheus_client.Counter("http_requests", "mine")
+
+
+def test_the_files_add_up_as_prometheus_clients_own_collector_adds_them(
+    tmp_path: Any,
+) -> None:
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from sprockets_http import _metricfiles
+
+    def write(name: str, entries: list[tuple[str, str, dict[str, str], float]]) -> None:
+        file = MmapedDict(str(tmp_path / name))
+        for metric, sample, labels, value in entries:
+            key = mmap_key(metric, sample, list(labels), list(labels.values()), "h")
+            file.write_value(key, value, float(len(name)))  # distinct timestamps
+        file.close()
+
+    for pid, scale in [("11", 1.0), ("12", 2.0), ("13-http", 5.0)]:
+        write(f"counter_{pid}.db", [("c", "c_total", {"a": "x"}, scale)])
+        write(
+            f"histogram_{pid}.db",
+            [
+                ("h", "h_bucket", {"a": "x", "le": "0.1"}, scale),
+                ("h", "h_bucket", {"a": "x", "le": "1.0"}, 3.0),
+                ("h", "h_bucket", {"a": "x", "le": "+Inf"}, 1.0),
+                ("h", "h_sum", {"a": "x"}, 7.5 * scale),
+            ],
+        )
+        write(f"summary_{pid}.db", [("s", "s_count", {}, scale), ("s", "s_sum", {}, 9)])
+        for mode in ("liveall", "livesum", "max", "min", "mostrecent"):
+            write(f"gauge_{mode}_{pid}.db", [(f"g_{mode}", f"g_{mode}", {}, scale)])
+    (tmp_path / "counter_14.db").touch()  # a process creating its file
+
+    def samples(metrics_: Any) -> set[tuple[str, str, tuple[Any, ...], float]]:
+        return {
+            (m.name, s.name, tuple(sorted(s.labels.items())), s.value)
+            for m in metrics_
+            for s in m.samples
+        }
+
+    ours = samples(_metricfiles.collect(str(tmp_path)))
+    (tmp_path / "counter_14.db").unlink()  # the library's fails on it
+    theirs = samples(MultiProcessCollector(None, path=str(tmp_path)).collect())
+    assert ours == theirs
+    assert ("c", "c_total", (("a", "x"),), 8.0) in ours
