@@ -23,7 +23,9 @@
     the metrics handler, for timing scrapes.
 
 ``BENCH_LOG_LEVEL`` sets the level of both sides (default ``INFO``); the
-sprockets side takes ``LOOP`` from the environment like any service.
+sprockets side takes ``LOOP`` from the environment like any service, and,
+to find where time goes, ``BENCH_METRICS=0`` leaves the metrics handler out
+and ``BENCH_XHEADERS=0`` turns ``xheaders`` off.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -65,7 +68,9 @@ class Error(mixins.ErrorLogger, mixins.ErrorWriter, web.RequestHandler):
 async def serve_bare(handler: type[web.RequestHandler], port: int) -> None:
     web.Application([("/", handler)]).listen(port, "127.0.0.1")
     logging.getLogger("bench").warning("serving on port %d", port)
-    await asyncio.Event().wait()
+    stopped = asyncio.Event()  # SIGTERM ends it normally (for a profiler)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)
+    await stopped.wait()
 
 
 def make_app(**settings: Any) -> app.Application:
@@ -77,7 +82,10 @@ def make_app(**settings: Any) -> app.Application:
         ]
     else:
         handlers = [("/", {"hello": Hello, "error": Error}[kind])]
-    handlers.append(("/metrics", metrics.MetricsHandler))
+    if os.environ.get("BENCH_METRICS", "1") == "1":
+        handlers.append(("/metrics", metrics.MetricsHandler))
+    if os.environ.get("BENCH_XHEADERS"):
+        settings["xheaders"] = os.environ["BENCH_XHEADERS"] == "1"
     return app.Application(handlers, **settings)
 
 

@@ -1,10 +1,11 @@
-"""The files of the multi-process metrics directory: added up, and retired.
+"""The files of the multi-process metrics directory: written, added up, retired.
 
 Every process writes its values to files of ``prometheus_client``'s format
 (``KIND_PID.db``, or ``gauge_MODE_PID.db``), read here with its reader.
-:func:`collect` adds them up into ``prometheus_client`` metric families, for
-its exposition functions; :func:`retire` folds a dead process's counters,
-histograms and summaries into one file of retired values.
+:class:`ValueFile` writes the per-request values; :func:`collect` adds the
+files up into ``prometheus_client`` metric families, for its exposition
+functions; :func:`retire` folds a dead process's counters, histograms and
+summaries into one file of retired values.
 
 Not ``prometheus_client.multiprocess.MultiProcessCollector``: it parses the
 JSON key of every value of every file at every scrape, which took 38 ms of
@@ -23,6 +24,7 @@ import fcntl
 import glob
 import json
 import math
+import mmap
 import os
 import struct
 import time
@@ -33,6 +35,9 @@ from typing import Any
 from prometheus_client import metrics_core, mmap_dict
 
 _ADDED_UP = ("counter", "histogram", "summary")
+_INTEGER = struct.Struct("i")
+_TWO_DOUBLES = struct.Struct("dd")
+_FIRST_SIZE = 1 << 16
 RETIRED = "retired"
 """The pid part of the names of the files of retired values."""
 
@@ -75,6 +80,68 @@ def locked(
         yield True
     finally:
         os.close(fd)  # releases the lock
+
+
+class ValueFile:
+    """One process's file of values, in the format ``prometheus_client`` reads.
+
+    :param path: the file; an existing one (a pid used again) is continued
+
+    That format, described in ``prometheus_client.mmap_dict.MmapedDict``: a
+    32-bit count of the bytes used, 4 bytes of padding, then per value a
+    32-bit key length, the UTF-8 key padded with spaces to a multiple of 8
+    bytes (counting the length), and two doubles, the value and a
+    timestamp.  Unlike the library's class, which looks every key up at
+    every write, this one hands out each value's place once, so a write is
+    one assignment to the memory map: it runs several times per request.
+    Values are written in place, so a reader sees each whole or not at all;
+    a new key is written before the count that makes it visible.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "a+b")  # noqa: SIM115 (held until close())
+        size = os.fstat(self._file.fileno()).st_size
+        if size == 0:
+            size = _FIRST_SIZE
+            self._file.truncate(size)
+        self._map = mmap.mmap(self._file.fileno(), size)
+        self._used = _INTEGER.unpack_from(self._map, 0)[0]
+        self._places: dict[str, int] = {}
+        if self._used == 0:
+            self._used = 8
+            self._map[0:4] = _INTEGER.pack(self._used)
+        else:
+            entries = mmap_dict.MmapedDict.read_all_values_from_file(path)
+            self._places = {key: place for key, _, _, place in entries}
+
+    def place(self, key: str) -> tuple[int, float]:
+        """Where ``key``'s value is, and the value; a new key is added at 0."""
+        place = self._places.get(key)
+        if place is None:
+            encoded = key.encode()
+            padded = encoded + b" " * (8 - (len(encoded) + 4) % 8)
+            entry = _INTEGER.pack(len(encoded)) + padded + _TWO_DOUBLES.pack(0.0, 0.0)
+            end = self._used + len(entry)
+            if end > len(self._map):
+                size = len(self._map)
+                while end > size:
+                    size *= 2
+                self._file.truncate(size)
+                self._map = mmap.mmap(self._file.fileno(), size)
+            self._map[self._used : end] = entry
+            self._used = end
+            self._map[0:4] = _INTEGER.pack(end)
+            place = self._places[key] = end - 16
+        return place, _TWO_DOUBLES.unpack_from(self._map, place)[0]
+
+    def write(self, place: int, value: float) -> None:
+        """Write the value at ``place``, from :meth:`place`."""
+        self._map[place : place + 16] = _TWO_DOUBLES.pack(value, 0.0)
+
+    def close(self) -> None:
+        """Stop writing; the file stays."""
+        self._map.close()
+        self._file.close()
 
 
 def _values(path: str) -> list[tuple[str, float, float]]:

@@ -51,7 +51,7 @@ import logging
 import time
 from typing import Any
 
-from tornado import web
+from tornado import httputil, web
 
 from sprockets_http import _logtext, context
 
@@ -60,7 +60,6 @@ __all__ = ["LOGGER", "bytes_sent", "handler_name", "level_for", "log_request"]
 LOGGER = logging.getLogger("tornado.access")
 """The access log's logger, Tornado's own ``tornado.access``."""
 
-_LINE = '%s - %s [%s] "%s %s %s" %d "%s" %s "%s" "%s" (secs:%.3f)'
 # The fields the line shows already: the text format does not repeat them.
 _IN_MESSAGE = (
     "method",
@@ -115,6 +114,27 @@ def bytes_sent(request: Any) -> int:
     return sent
 
 
+def _header(headers: httputil.HTTPHeaders, name: str) -> str | None:
+    # Not get(), which raises and catches KeyError when the header is absent.
+    values = headers.get_list(name)
+    return ",".join(values) if values else None
+
+
+class _Dates:
+    """The line's date, formatted once per second: requests come many a second."""
+
+    second = -1
+    text = ""
+
+    @classmethod
+    def at(cls, when: float) -> str:
+        second = int(when)
+        if second != cls.second:
+            cls.text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(second))
+            cls.second = second
+        return cls.text
+
+
 def log_request(
     handler: web.RequestHandler, status: int, level: int, with_query: bool
 ) -> None:
@@ -126,35 +146,22 @@ def log_request(
     request = handler.request
     elapsed = request.request_time()
     method = request.method or "-"
-    path = request.uri if with_query else request.path
+    headers = request.headers
+    user_agent = _header(headers, "User-Agent")
+    referer = _header(headers, "Referer")
     user = getattr(handler, "_current_user", None)  # never call get_current_user
-    user_agent = request.headers.get("User-Agent")
-    content_length = handler._headers.get("Content-Length")
-    bytes_sent = request.__dict__.get(_BYTES_SENT, 0)
-    record = LOGGER.makeRecord(
-        LOGGER.name,
-        level,
-        __file__,
-        0,
-        _LINE,
-        (
-            request.remote_ip,
-            "-" if user is None else _logtext.escape(str(user)),
-            time.strftime(
-                "%d/%b/%Y:%H:%M:%S +0000", time.gmtime(time.time() - elapsed)
-            ),
-            _logtext.escape(method),
-            _logtext.escape(path or "-"),
-            request.version,
-            status,
-            _logtext.escape(handler._reason),
-            content_length or "-",
-            _logtext.escape(request.headers.get("Referer", "-")),
-            _logtext.escape(user_agent or "-"),
-            elapsed,
-        ),
-        None,
+    escape = _logtext.escape
+    # The message is made here, once, rather than from arguments later.
+    line = (
+        f"{request.remote_ip} - {'-' if user is None else escape(str(user))} "
+        f'[{_Dates.at(time.time() - elapsed)}] "{escape(method)} '
+        f"{escape((request.uri if with_query else request.path) or '-')} "
+        f'{request.version}" {status} "{escape(handler._reason)}" '
+        f"{handler._headers.get('Content-Length') or '-'} "
+        f'"{"-" if referer is None else escape(referer)}" '
+        f'"{"-" if user_agent is None else escape(user_agent)}" (secs:{elapsed:.3f})'
     )
+    record = LOGGER.makeRecord(LOGGER.name, level, __file__, 0, line, (), None)
     # Set one by one: cheaper than makeRecord's extra= dictionary.
     record.method = method
     record.path = request.path
@@ -164,7 +171,7 @@ def log_request(
     record.duration_ms = round(elapsed * 1000.0, 3)
     record.remote_ip = request.remote_ip
     record.user_agent = user_agent
-    record.bytes_sent = bytes_sent
+    record.bytes_sent = request.__dict__.get(_BYTES_SENT, 0)
     record.request_id = context.request_id_of(request)
     record.handler = handler_name(type(handler))
     record.fields_in_message = _IN_MESSAGE

@@ -510,10 +510,15 @@ def _response_transform(application: Application) -> type[web.OutputTransform]:
                     headers["Server"] = value
             request = self._request
             request_id = context.request_id_of(request)
+            # get_list(), not setdefault() or "in", which raise and catch
+            # KeyError for a missing header.
             if request_id is not None:
-                headers.setdefault(context.HEADER, request_id)
-                if context.CORRELATION_HEADER in request.headers:
-                    headers.setdefault(context.CORRELATION_HEADER, request_id)
+                if not headers.get_list(context.HEADER):
+                    headers[context.HEADER] = request_id
+                if request.headers.get_list(
+                    context.CORRELATION_HEADER
+                ) and not headers.get_list(context.CORRELATION_HEADER):
+                    headers[context.CORRELATION_HEADER] = request_id
             accesslog.count_body_bytes(request, len(chunk))
             return status_code, headers, chunk
 

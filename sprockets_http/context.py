@@ -91,9 +91,11 @@ def request_id_from(headers: httputil.HTTPHeaders) -> str:
 
     .. versionadded:: 3.0.0
     """
-    given = headers.get(HEADER) or headers.get(CORRELATION_HEADER)
-    if given and _SAFE_TOKEN(given):
-        return given
+    # get_list(): get() raises and catches KeyError for a missing header,
+    # a cost paid on almost every request.
+    given = headers.get_list(HEADER) or headers.get_list(CORRELATION_HEADER)
+    if len(given) == 1 and _SAFE_TOKEN(given[0]):
+        return given[0]
     return new_request_id()
 
 

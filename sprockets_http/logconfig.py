@@ -24,6 +24,7 @@ enabled: see :func:`enable_library_loggers`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -44,7 +45,11 @@ FORMATS: tuple[LogFormat, ...] = ("json", "text")
 
 # Made once: json.dumps() with options builds an encoder on every call.
 # Values JSON cannot hold are written as their repr().
-_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=repr)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, default=repr, separators=(",", ":")
+)
+_string = json.encoder.encode_basestring  # a JSON string, non-ASCII kept
+
 # Left raw by the encoder, yet line breaks to str.splitlines() and to some
 # log shippers.
 _LINE_BREAKS = str.maketrans(
@@ -56,15 +61,12 @@ _LIBRARY_LOGGERS = ("sprockets_http", "tornado", "asyncio")
 
 # What every LogRecord has; anything else was given with extra= (or added
 # by a filter) and is a field of the record.  request_id is written apart.
+_BORN_WITH = tuple(logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
 _STANDARD_ATTRIBUTES = frozenset(
-    {
-        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
-        "message",
-        "asctime",
-        "request_id",
-        "fields_in_message",
-    }
+    {*_BORN_WITH, "message", "asctime", "request_id", "fields_in_message"}
 )
+# LogRecord.__init__ sets these first, in this order; fields come after.
+_FIRST_FIELD = len(_BORN_WITH)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-8s [%(process)d] %(name)s: %(message)s"
 """The :class:`logging.Formatter` format of the ``text`` log format."""
@@ -78,14 +80,19 @@ def record_fields(record: logging.LogRecord) -> Iterable[tuple[str, Any]]:
 
     .. versionadded:: 3.0.0
     """
-    attributes = record.__dict__
-    if attributes.keys() - _STANDARD_ATTRIBUTES:
-        for name, value in attributes.items():
-            if name not in _STANDARD_ATTRIBUTES:
-                yield name, value
+    return _fields(record.__dict__)
+
+
+def _fields(attributes: dict[str, Any]) -> list[tuple[str, Any]]:
+    fields = [
+        (name, value)
+        for name, value in itertools.islice(attributes.items(), _FIRST_FIELD, None)
+        if name not in _STANDARD_ATTRIBUTES
+    ]
     request_id = attributes.get("request_id")
     if request_id is not None:
-        yield "request_id", request_id
+        fields.append(("request_id", request_id))
+    return fields
 
 
 class JSONFormatter(logging.Formatter):
@@ -117,28 +124,41 @@ class JSONFormatter(logging.Formatter):
             self._static["service"] = service
         if environment:
             self._static["environment"] = environment
+        self._static_json = "".join(
+            f",{_string(name)}:{_string(value)}" for name, value in self._static.items()
+        )
+        # Members a field may not replace: it is written as extra_NAME.
+        self._taken = frozenset(
+            {"timestamp", "level", "logger", "message", "pid", "exception", "stack"}
+            | self._static.keys()
+        )
 
     def format(self, record: logging.LogRecord) -> str:
-        document: dict[str, Any] = {
-            "timestamp": self._timestamp(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-            "pid": record.process,
-            **self._static,
-        }
-        for name, value in record_fields(record):
-            document["extra_" + name if name in document else name] = value
+        # The members every record has are written directly; encoding them
+        # as a dictionary took a fifth longer, on every record.
+        head = (
+            f'{{"timestamp":"{self._timestamp(record.created)}",'
+            f'"level":{_string(record.levelname)},"logger":{_string(record.name)},'
+            f'"message":{_string(record.getMessage())},"pid":{record.process}'
+            f"{self._static_json}"
+        )
+        rest: dict[str, Any] = {}
+        for name, value in _fields(record.__dict__):
+            rest["extra_" + name if name in self._taken else name] = value
         if record.exc_info:
-            document["exception"] = self.formatException(record.exc_info)
+            rest["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
-            document["exception"] = record.exc_text
+            rest["exception"] = record.exc_text
         if record.stack_info:
-            document["stack"] = self.formatStack(record.stack_info)
-        try:
-            line = _ENCODER.encode(document)
-        except (TypeError, ValueError, RecursionError):  # NaN, a cycle...
-            line = _ENCODER.encode(_json_safe(document))
+            rest["stack"] = self.formatStack(record.stack_info)
+        if rest:
+            try:
+                tail = _ENCODER.encode(rest)
+            except (TypeError, ValueError, RecursionError):  # NaN, a cycle...
+                tail = _ENCODER.encode(_json_safe(rest))
+            line = f"{head},{tail[1:]}"
+        else:
+            line = head + "}"
         if not line.isascii():
             line = line.translate(_LINE_BREAKS)
         return line

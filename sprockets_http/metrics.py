@@ -56,11 +56,11 @@ yourself with ``PROMETHEUS_MULTIPROC_DIR`` is used instead: ``run()``
 empties it when the service starts and leaves it in place.
 
 When a worker exits, the supervisor adds its counters, histograms and
-summaries to one file of retired values and removes its files, so that workers replaced by
-SIGHUP, by a crash or by recycling count exactly once and the scrape does
-not slow down as they come and go.  A scrape never sees a half-written file:
-it reads under a shared lock that this bookkeeping takes exclusively, and
-skips the files of a worker still creating them.
+summaries to one file of retired values and removes its files, so that
+workers replaced by SIGHUP, by a crash or by recycling count exactly once
+and the scrape does not slow down as they come and go.  A scrape never sees
+a half-written file: it reads under a shared lock that this bookkeeping
+takes exclusively, and skips the files of a worker still creating them.
 
 Your own metrics
 ----------------
@@ -298,16 +298,15 @@ class _Collected:
 class _Series:
     """One value of this process, written through to its file at once."""
 
-    __slots__ = ("_file", "_key", "value")
+    __slots__ = ("_file", "_place", "value")
 
-    def __init__(self, file: mmap_dict.MmapedDict, key: str) -> None:
+    def __init__(self, file: _metricfiles.ValueFile, key: str) -> None:
         self._file = file
-        self._key = key
-        self.value: float = file.read_value(key)[0]
+        self._place, self.value = file.place(key)
 
     def add(self, amount: float) -> None:
         self.value += amount
-        self._file.write_value(self._key, self.value, 0.0)
+        self._file.write(self._place, self.value)
 
 
 class _Summary:
@@ -316,7 +315,7 @@ class _Summary:
     __slots__ = ("_count", "_sum")
 
     def __init__(
-        self, file: mmap_dict.MmapedDict, name: str, labels: dict[str, str]
+        self, file: _metricfiles.ValueFile, name: str, labels: dict[str, str]
     ) -> None:
         self._count = _Series(file, _key(name, name + "_count", labels))
         self._sum = _Series(file, _key(name, name + "_sum", labels))
@@ -331,7 +330,7 @@ class _Histogram:
 
     def __init__(
         self,
-        file: mmap_dict.MmapedDict,
+        file: _metricfiles.ValueFile,
         name: str,
         bounds: tuple[float, ...],
         labels: dict[str, str],
@@ -361,23 +360,24 @@ class _ProcessFiles:
     """The per-request values of this process, in files of their own.
 
     Not ``prometheus_client``'s metric objects, whose every update takes a
-    lock and checks the pid: this path runs for every request.  The files
-    have the library's format and names it reads (``TYPE_PID-http.db``).
+    lock, checks the pid and looks its key up: this path runs for every
+    request.  The files have the library's format and names it reads
+    (``TYPE_PID-http.db``).
     """
 
     def __init__(self, directory: str) -> None:
         pid = os.getpid()
         self.pid = pid
-        self.counters = mmap_dict.MmapedDict(
+        self.counters = _metricfiles.ValueFile(
             os.path.join(directory, f"counter_{pid}-http.db")
         )
-        self.histograms = mmap_dict.MmapedDict(
+        self.histograms = _metricfiles.ValueFile(
             os.path.join(directory, f"histogram_{pid}-http.db")
         )
-        self.summaries = mmap_dict.MmapedDict(
+        self.summaries = _metricfiles.ValueFile(
             os.path.join(directory, f"summary_{pid}-http.db")
         )
-        gauges = mmap_dict.MmapedDict(
+        gauges = _metricfiles.ValueFile(
             os.path.join(directory, f"gauge_livesum_{pid}-http.db")
         )
         self.in_flight = _Series(gauges, _key(_IN_FLIGHT, _IN_FLIGHT, {}))

@@ -64,3 +64,47 @@ def test_service_and_environment_come_from_the_environment(
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="log format must be 'text' or 'json'"):
         logconfig.default_config(log_format="xml")  # type: ignore[arg-type]
+
+
+def test_json_keeps_every_extra_field_safely_on_one_line() -> None:
+    made = logging.getLogger("svc").makeRecord(
+        "svc",
+        logging.INFO,
+        __file__,
+        1,
+        "line\u2028break \x85 and \u2029",
+        (),
+        None,
+        extra={
+            "order": 7,
+            "ratio": float("nan"),
+            "when": object,
+            "level": "mine",
+            "nested": {"a": [1, 2]},
+        },
+    )
+    line = logconfig.JSONFormatter(service="svc", environment="").format(made)
+    assert len(line.splitlines()) == 1
+    document = json.loads(line)
+    assert document["message"] == "line\u2028break \x85 and \u2029"
+    assert document["level"] == "INFO"
+    assert document["extra_level"] == "mine"
+    assert document["order"] == 7 and document["nested"] == {"a": [1, 2]}
+    assert document["ratio"] == "nan"  # not JSON's NaN, which is no JSON
+    assert document["when"] == "<class 'object'>"
+    assert document["service"] == "svc"
+
+
+def test_text_lines_add_fields_as_key_values() -> None:
+    made = logging.getLogger("svc").makeRecord(
+        "svc",
+        logging.INFO,
+        __file__,
+        1,
+        "hello",
+        (),
+        None,
+        extra={"n": 1, "who": "a b"},
+    )
+    line = logconfig.TextFormatter().format(made)
+    assert line.endswith('svc: hello n=1 who="a b"')

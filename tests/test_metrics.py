@@ -162,7 +162,7 @@ def test_openmetrics_when_asked_and_the_directory_goes_with_the_service(
     directory = service.wait_for(r'metrics of every process are kept in ([^\s"]+)')[1]
     assert directory != os.environ[metrics.DIRECTORY_VARIABLE]  # not this test's
     assert os.path.isdir(directory)
-    send_hellos(port, 2)
+    wait_exact(port, send_hellos(port, 2)[0])
     status, headers, body = http_get(
         port, "/metrics", {"Accept": "application/openmetrics-text"}
     )
@@ -266,3 +266,27 @@ def test_the_files_add_up_as_prometheus_clients_own_collector_adds_them(
     theirs = samples(MultiProcessCollector(None, path=str(tmp_path)).collect())
     assert ours == theirs
     assert ("c", "c_total", (("a", "x"),), 8.0) in ours
+
+
+def test_a_value_file_is_read_by_prometheus_client_and_continued(
+    tmp_path: Any,
+) -> None:
+    from prometheus_client.mmap_dict import MmapedDict
+
+    from sprockets_http import _metricfiles
+
+    path = str(tmp_path / "counter_7.db")
+    written = _metricfiles.ValueFile(path)
+    places = {}
+    for n in range(3000):  # past the first 64 KiB
+        key = f'["m", "m_total", {{"n": "{n}"}}, "help"]'
+        places[key] = written.place(key)[0]
+        written.write(places[key], float(n))
+    written.close()
+    read = {
+        key: value for key, value, _, _ in MmapedDict.read_all_values_from_file(path)
+    }
+    assert read == {key: float(n) for n, key in enumerate(places)}
+    again = _metricfiles.ValueFile(path)  # a new process with the same pid
+    assert again.place(key) == (places[key], 2999.0)
+    again.close()
