@@ -25,7 +25,8 @@
 ``BENCH_LOG_LEVEL`` sets the level of both sides (default ``INFO``); the
 sprockets side takes ``LOOP`` from the environment like any service, and,
 to find where time goes, ``BENCH_METRICS=0`` leaves the metrics handler out
-and ``BENCH_XHEADERS=0`` turns ``xheaders`` off.
+and ``BENCH_XHEADERS=0`` turns ``xheaders`` off (``BENCH_XHEADERS=1`` turns it
+on for the bare side).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ class Error(mixins.ErrorLogger, mixins.ErrorWriter, web.RequestHandler):
 
 
 async def serve_bare(handler: type[web.RequestHandler], port: int) -> None:
-    web.Application([("/", handler)]).listen(port, "127.0.0.1")
+    xheaders = os.environ.get("BENCH_XHEADERS") == "1"
+    web.Application([("/", handler)]).listen(port, "127.0.0.1", xheaders=xheaders)
     logging.getLogger("bench").warning("serving on port %d", port)
     stopped = asyncio.Event()  # SIGTERM ends it normally (for a profiler)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopped.set)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import os
+import random
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,6 +59,8 @@ MAX_LENGTH = 128
 
 _SAFE_TOKEN = re.compile(rf"[A-Za-z0-9._~+/=:@-]{{1,{MAX_LENGTH}}}").fullmatch
 
+_random_bits = random.getrandbits
+
 _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "sprockets_http.request_id", default=None
 )
@@ -78,9 +80,13 @@ def current_request_id() -> str | None:
 def new_request_id() -> str:
     """A new random request id: 32 lower-case hexadecimal digits.
 
+    The bits come from :mod:`random`, which every process seeds anew from
+    the system after a fork, not from :func:`os.urandom`: an id tells
+    records apart, it is no secret, and a system call per request costs.
+
     .. versionadded:: 3.0.0
     """
-    return os.urandom(16).hex()
+    return f"{_random_bits(128):032x}"
 
 
 def request_id_from(headers: httputil.HTTPHeaders) -> str:

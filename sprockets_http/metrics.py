@@ -351,9 +351,10 @@ class _Histogram:
 
 
 def _key(metric: str, sample: str, labels: dict[str, str]) -> str:
-    return mmap_dict.mmap_key(
+    key: str = mmap_dict.mmap_key(
         metric, sample, list(labels), list(labels.values()), _HELP.get(metric, "")
     )
+    return key
 
 
 class _ProcessFiles:
