@@ -171,39 +171,38 @@ def compare(
     log_path: str,
     rounds: int,
     seconds: float,
-    our_env: dict[str, str],
+    envs: tuple[dict[str, str], dict[str, str]],
 ) -> Comparison:
     """Both kinds loaded in alternating rounds; medians of rates and ratios."""
-    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
-    costs: dict[str, list[float]] = {kind: [] for kind in kinds}
+    rates: list[list[float]] = [[], []]
+    costs: list[list[float]] = [[], []]
     with (
         open(log_path, "ab") as log,
-        server(kinds[0], log=log) as first,
-        server(kinds[1], log=log, env=our_env) as second,
+        server(kinds[0], log=log, env=envs[0]) as first,
+        server(kinds[1], log=log, env=envs[1]) as second,
     ):
-        servers = dict(zip(kinds, (first, second), strict=True))
-        for kind in kinds:
-            load(wrk, servers[kind][0], 1, 1, 32)  # warm up
+        servers = (first, second)
+        for port, _ in servers:
+            load(wrk, port, 1, 1, 32)  # warm up
         for round_number in range(rounds):
-            order = kinds if round_number % 2 == 0 else kinds[::-1]
-            for kind in order:
+            for side in (0, 1) if round_number % 2 == 0 else (1, 0):
                 os.truncate(log_path, 0)  # both append: they write at the end
-                port, pid = servers[kind]
+                port, pid = servers[side]
                 before = cpu_seconds(pid)
                 rate, requests = load(wrk, port, seconds, 1, 32)
-                rates[kind].append(rate)
-                costs[kind].append((cpu_seconds(pid) - before) / requests * 1e6)
-    bare, ours = kinds
-    ratios = [o / b for b, o in zip(rates[bare], rates[ours], strict=True)]
+                rates[side].append(rate)
+                costs[side].append((cpu_seconds(pid) - before) / requests * 1e6)
+    (bare_rates, our_rates), (bare_costs, our_costs) = rates, costs
+    ratios = [o / b for b, o in zip(bare_rates, our_rates, strict=True)]
     return Comparison(
-        statistics.median(rates[bare]),
-        statistics.median(rates[ours]),
+        statistics.median(bare_rates),
+        statistics.median(our_rates),
         statistics.median(ratios),
         min(ratios),
         max(ratios),
-        statistics.median(costs[bare]),
-        statistics.median(costs[ours]),
-        statistics.median(b / o for b, o in zip(costs[bare], costs[ours], strict=True)),
+        statistics.median(bare_costs),
+        statistics.median(our_costs),
+        statistics.median(b / o for b, o in zip(bare_costs, our_costs, strict=True)),
     )
 
 
@@ -298,26 +297,28 @@ def main() -> None:
         )
         with tempfile.TemporaryDirectory() as directory:
             log_path = os.path.join(directory, "records.log")
-            for title, kinds, loop in [
-                ("hello JSON, asyncio", ("bare-hello", "sprockets-hello"), "asyncio"),
+            hello = ("bare-hello", "sprockets-hello")
+            for title, kinds, envs in [
+                ("hello, asyncio", hello, ({}, {"LOOP": "asyncio"})),
+                ("hello, ours on uvloop", hello, ({}, {"LOOP": "uvloop"})),
                 (
-                    "hello JSON, ours on uvloop",
-                    ("bare-hello", "sprockets-hello"),
-                    "uvloop",
+                    "hello, asyncio, ours no xheaders",
+                    hello,
+                    ({}, {"LOOP": "asyncio", "BENCH_XHEADERS": "0"}),
                 ),
                 (
                     "HTTPError(404), asyncio",
                     ("bare-error", "sprockets-error"),
-                    "asyncio",
+                    ({}, {"LOOP": "asyncio"}),
+                ),
+                (
+                    "bare: xheaders on / off",
+                    ("bare-hello", "bare-hello"),
+                    ({}, {"BENCH_XHEADERS": "1"}),
                 ),
             ]:
                 result = compare(
-                    wrk,
-                    kinds,
-                    log_path,
-                    options.rounds,
-                    options.seconds,
-                    {"LOOP": loop},
+                    wrk, kinds, log_path, options.rounds, options.seconds, envs
                 )
                 print(
                     f"{title:<34}{result.bare_rate:>11.0f}{result.our_rate:>11.0f}"

@@ -37,6 +37,8 @@ from prometheus_client import metrics_core, mmap_dict
 _ADDED_UP = ("counter", "histogram", "summary")
 _INTEGER = struct.Struct("i")
 _TWO_DOUBLES = struct.Struct("dd")
+PACK = _TWO_DOUBLES.pack
+"""``PACK(value, timestamp)``: the 16 bytes at a :class:`ValueFile` place."""
 _FIRST_SIZE = 1 << 16
 RETIRED = "retired"
 """The pid part of the names of the files of retired values."""
@@ -104,12 +106,15 @@ class ValueFile:
         if size == 0:
             size = _FIRST_SIZE
             self._file.truncate(size)
-        self._map = mmap.mmap(self._file.fileno(), size)
-        self._used = _INTEGER.unpack_from(self._map, 0)[0]
+        self.map = mmap.mmap(self._file.fileno(), size)
+        """The file's memory map; a write to a place is
+        ``map[place : place + 16] = pack(value)``.  Replaced when the file
+        grows: look it up at each write."""
+        self._used = _INTEGER.unpack_from(self.map, 0)[0]
         self._places: dict[str, int] = {}
         if self._used == 0:
             self._used = 8
-            self._map[0:4] = _INTEGER.pack(self._used)
+            self.map[0:4] = _INTEGER.pack(self._used)
         else:
             entries = mmap_dict.MmapedDict.read_all_values_from_file(path)
             self._places = {key: place for key, _, _, place in entries}
@@ -122,25 +127,25 @@ class ValueFile:
             padded = encoded + b" " * (8 - (len(encoded) + 4) % 8)
             entry = _INTEGER.pack(len(encoded)) + padded + _TWO_DOUBLES.pack(0.0, 0.0)
             end = self._used + len(entry)
-            if end > len(self._map):
-                size = len(self._map)
+            if end > len(self.map):
+                size = len(self.map)
                 while end > size:
                     size *= 2
                 self._file.truncate(size)
-                self._map = mmap.mmap(self._file.fileno(), size)
-            self._map[self._used : end] = entry
+                self.map = mmap.mmap(self._file.fileno(), size)
+            self.map[self._used : end] = entry
             self._used = end
-            self._map[0:4] = _INTEGER.pack(end)
+            self.map[0:4] = _INTEGER.pack(end)
             place = self._places[key] = end - 16
-        return place, _TWO_DOUBLES.unpack_from(self._map, place)[0]
+        return place, _TWO_DOUBLES.unpack_from(self.map, place)[0]
 
     def write(self, place: int, value: float) -> None:
         """Write the value at ``place``, from :meth:`place`."""
-        self._map[place : place + 16] = _TWO_DOUBLES.pack(value, 0.0)
+        self.map[place : place + 16] = PACK(value, 0.0)
 
     def close(self) -> None:
         """Stop writing; the file stays."""
-        self._map.close()
+        self.map.close()
         self._file.close()
 
 

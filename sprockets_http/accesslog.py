@@ -103,9 +103,13 @@ def level_for(handler: web.RequestHandler, status: int) -> int:
     return logging.INFO
 
 
-def count_body_bytes(request: Any, size: int) -> None:
-    """Add ``size`` bytes of response body to what ``request`` has sent."""
-    request.__dict__[_BYTES_SENT] = request.__dict__.get(_BYTES_SENT, 0) + size
+def count_body_bytes(request: Any, size: int, first: bool = False) -> None:
+    """Add ``size`` bytes of response body to what ``request`` has sent.
+
+    :param first: these are the first bytes
+    """
+    attributes = request.__dict__
+    attributes[_BYTES_SENT] = size if first else attributes[_BYTES_SENT] + size
 
 
 def bytes_sent(request: Any) -> int:

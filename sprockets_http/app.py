@@ -453,12 +453,13 @@ class Application(CallbackManager, web.Application):
     def find_handler(self, request: httputil.HTTPServerRequest, **kwargs: Any) -> Any:
         """Find the handler for ``request``, and give the request its id.
 
-        The delegate returned runs the handler in a context where
-        :func:`sprockets_http.current_request_id` is the request's id.
+        The handler runs where :func:`sprockets_http.current_request_id` is
+        the request's id (see :func:`sprockets_http.context.begin`).
 
         .. versionadded:: 3.0.0
         """
-        return context.begin(request, super().find_handler(request, **kwargs))
+        context.begin(request)
+        return super().find_handler(request, **kwargs)
 
     def log_request(self, handler: web.RequestHandler) -> None:
         """Record a finished request: metrics, then the access log record.
@@ -508,18 +509,8 @@ def _response_transform(application: Application) -> type[web.OutputTransform]:
                     del headers["Server"]
                 else:
                     headers["Server"] = value
-            request = self._request
-            request_id = context.request_id_of(request)
-            # get_list(), not setdefault() or "in", which raise and catch
-            # KeyError for a missing header.
-            if request_id is not None:
-                if not headers.get_list(context.HEADER):
-                    headers[context.HEADER] = request_id
-                if request.headers.get_list(
-                    context.CORRELATION_HEADER
-                ) and not headers.get_list(context.CORRELATION_HEADER):
-                    headers[context.CORRELATION_HEADER] = request_id
-            accesslog.count_body_bytes(request, len(chunk))
+            context.echo(self._request, headers)
+            accesslog.count_body_bytes(self._request, len(chunk), first=True)
             return status_code, headers, chunk
 
         def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:

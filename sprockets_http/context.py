@@ -7,7 +7,8 @@ request id:
   header (which ``sprockets.mixins.correlation`` uses), when it is a *safe
   token*: 1 to :data:`MAX_LENGTH` characters, each an ASCII letter, a digit
   or one of ``- . _ ~ + / = : @``;
-* else a new random id, 32 lower-case hexadecimal digits (128 bits).  A
+* else a new id, 32 lower-case hexadecimal digits (see
+  :func:`new_request_id`).  A
   header that is not a safe token (a line break, quotes, non-ASCII text,
   10 kB of anything...) is never echoed nor logged: it is replaced.
 
@@ -30,10 +31,11 @@ Read it to pass it on to the services a handler calls::
 from __future__ import annotations
 
 import contextvars
+import itertools
 import logging
-import random
+import os
 import re
-from collections.abc import Awaitable, Callable
+import secrets
 from typing import Any
 
 from tornado import httputil
@@ -41,7 +43,9 @@ from tornado import httputil
 __all__ = [
     "HEADER",
     "MAX_LENGTH",
+    "begin",
     "current_request_id",
+    "echo",
     "install_record_factory",
     "new_request_id",
     "request_id_from",
@@ -59,14 +63,14 @@ MAX_LENGTH = 128
 
 _SAFE_TOKEN = re.compile(rf"[A-Za-z0-9._~+/=:@-]{{1,{MAX_LENGTH}}}").fullmatch
 
-_random_bits = random.getrandbits
-
 _REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "sprockets_http.request_id", default=None
 )
 
-# Where the id of a request is kept on its HTTPServerRequest.
+# Where the id of a request is kept on its HTTPServerRequest, and whether
+# the request came with a Correlation-Id header.
 _ATTRIBUTE = "_sprockets_http_request_id"
+_ECHO_CORRELATION = "_sprockets_http_echo_correlation"
 
 
 def current_request_id() -> str | None:
@@ -78,15 +82,27 @@ def current_request_id() -> str | None:
 
 
 def new_request_id() -> str:
-    """A new random request id: 32 lower-case hexadecimal digits.
+    """A new request id: 32 lower-case hexadecimal digits.
 
-    The bits come from :mod:`random`, which every process seeds anew from
-    the system after a fork, not from :func:`os.urandom`: an id tells
-    records apart, it is no secret, and a system call per request costs.
+    16 random digits drawn once per process (anew in a forked child), then
+    a count of the process's ids.  Unique without drawing random bits for
+    every request: an id tells records apart, it is no secret.
 
     .. versionadded:: 3.0.0
     """
-    return f"{_random_bits(128):032x}"
+    return f"{_prefix}{next(_counter):016x}"
+
+
+def _new_prefix() -> None:
+    global _prefix, _counter
+    _prefix = secrets.token_hex(8)
+    _counter = itertools.count()
+
+
+_prefix = ""
+_counter = itertools.count()
+_new_prefix()
+os.register_at_fork(after_in_child=_new_prefix)
 
 
 def request_id_from(headers: httputil.HTTPHeaders) -> str:
@@ -99,7 +115,10 @@ def request_id_from(headers: httputil.HTTPHeaders) -> str:
     """
     # get_list(): get() raises and catches KeyError for a missing header,
     # a cost paid on almost every request.
-    given = headers.get_list(HEADER) or headers.get_list(CORRELATION_HEADER)
+    return _chosen(headers.get_list(HEADER) or headers.get_list(CORRELATION_HEADER))
+
+
+def _chosen(given: list[str]) -> str:
     if len(given) == 1 and _SAFE_TOKEN(given[0]):
         return given[0]
     return new_request_id()
@@ -110,51 +129,41 @@ def request_id_of(request: httputil.HTTPServerRequest) -> str | None:
     return getattr(request, _ATTRIBUTE, None)
 
 
-def begin(
-    request: httputil.HTTPServerRequest, delegate: httputil.HTTPMessageDelegate
-) -> httputil.HTTPMessageDelegate:
-    """Give ``request`` its id; the delegate that handles it in its context.
+def begin(request: httputil.HTTPServerRequest) -> str:
+    """Give ``request`` its id, and make it the current one; returns it.
 
-    The returned delegate runs each of ``delegate``'s methods in a context
-    of its own where :func:`current_request_id` is the request's id.  The
-    handler's task is created in that context (Tornado creates it in
-    ``finish``, or in ``headers_received`` for a handler that streams the
-    request body), so the handler's code sees the id, and the connection,
-    which serves the next request in its own context, does not.
+    Call it in the context of the connection, as
+    :meth:`sprockets_http.app.Application.find_handler` does: Tornado
+    creates the handler's task there (when the request is complete, or once
+    its headers are in for a handler that streams the body), and the task
+    keeps a copy of the context, so the handler's code, and whatever it
+    starts, sees the id.  The connection's own context keeps it until its
+    next request begins: a record Tornado logs about the connection in
+    between (a malformed next request, say) carries the id of the last one.
     """
-    request_id = request_id_from(request.headers)
-    setattr(request, _ATTRIBUTE, request_id)
-    return _InRequestContext(delegate, request_id)
+    headers = request.headers
+    correlation = headers.get_list(CORRELATION_HEADER)
+    request_id = _chosen(headers.get_list(HEADER) or correlation)
+    attributes = request.__dict__
+    attributes[_ATTRIBUTE] = request_id
+    if correlation:
+        attributes[_ECHO_CORRELATION] = True
+    _REQUEST_ID.set(request_id)
+    return request_id
 
 
-class _InRequestContext(httputil.HTTPMessageDelegate):
-    __slots__ = ("_context", "_delegate")
+def echo(request: httputil.HTTPServerRequest, headers: httputil.HTTPHeaders) -> None:
+    """Put ``request``'s id in the response ``headers``, if it has one.
 
-    def __init__(self, delegate: httputil.HTTPMessageDelegate, request_id: str):
-        self._delegate = delegate
-        self._context = contextvars.copy_context()
-        self._context.run(_REQUEST_ID.set, request_id)
-
-    def headers_received(
-        self,
-        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
-        headers: httputil.HTTPHeaders,
-    ) -> Awaitable[None] | None:
-        return self._context.run(self._delegate.headers_received, start_line, headers)
-
-    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
-        return self._context.run(self._delegate.data_received, chunk)
-
-    def finish(self) -> None:
-        self._context.run(self._delegate.finish)
-
-    def on_connection_close(self) -> None:
-        self._context.run(self._delegate.on_connection_close)
-
-    def execute(self) -> Awaitable[None] | None:
-        # What Tornado's legacy Application.__call__ calls on a delegate.
-        run: Callable[..., Awaitable[None] | None] = self._context.run
-        return run(self._delegate.execute)  # type: ignore[attr-defined]
+    ``X-Request-Id``, and ``Correlation-Id`` when the request carried that
+    header.
+    """
+    attributes = request.__dict__
+    request_id = attributes.get(_ATTRIBUTE)
+    if request_id is not None:
+        headers[HEADER] = request_id
+        if _ECHO_CORRELATION in attributes:
+            headers[CORRELATION_HEADER] = request_id
 
 
 def install_record_factory() -> None:
