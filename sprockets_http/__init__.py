@@ -23,7 +23,15 @@ from typing import Any
 
 from tornado import web
 
-from sprockets_http import app, config, listen, logconfig, runner, supervisor
+from sprockets_http import (
+    app,
+    config,
+    listen,
+    logconfig,
+    reload,
+    runner,
+    supervisor,
+)
 from sprockets_http.app import CallbackManager
 
 __version__ = "3.0.0"
@@ -93,6 +101,21 @@ def run(
         Share the port with other processes that ask for it too; default
         off, so that a second service started on the same port by mistake
         fails (see :mod:`sprockets_http.listen`).
+    ``worker_timeout``
+        Seconds a serving process's event loop may be blocked before its
+        threads' stacks are logged and it is replaced (a worker) or exits
+        with status 75 (one process); default 30, 0 never, and never in
+        debug mode (see :mod:`sprockets_http.heartbeat`).
+    ``max_requests``, ``max_requests_jitter``
+        Replace a worker after it has served this many requests, plus a
+        random 0 to ``max_requests_jitter``; default 0, never (see
+        :mod:`sprockets_http.recycle`).
+
+    With several processes, SIGHUP checks the code on disk and re-executes
+    the service, which then replaces its workers one at a time (see
+    :mod:`sprockets_http.reload`).  With :data:`~sprockets_http.reload.CHECK_VARIABLE`
+    set in the environment, this only imports and builds the application,
+    then exits 0 (or 70 when the factory fails).
 
     ``shutdown_delay`` and ``shutdown_limit`` may also be set in the
     settings of the application the factory returns.  Settings passed on to
@@ -128,22 +151,38 @@ def run(
         dict(log_config) if log_config is not None else logconfig.default_config(debug)
     )
     logconfig.enable_library_loggers()
-    processes = config.process_count(options["number_of_procs"], debug)
-    sockets = listen.bind_or_exit(options["port"], shared=options["reuse_port"])
 
-    def make_runner() -> runner.Runner:
-        # Called in each serving process: Sentry may start threads, which
-        # must not exist in a parent that forks.
+    def build() -> runner.Runner:
         application = create_application(**factory_settings)
         logconfig.enable_library_loggers()
         service = runner.Runner(application)
-        init_sentry(service.application.settings)
         for option in (config.SHUTDOWN_DELAY, config.SHUTDOWN_LIMIT):
             value = option.resolve(given, service.application.settings)
             setattr(service, option.name, value)
         return service
 
-    supervisor.serve(make_runner, sockets, processes)
+    if reload.check_requested():
+        reload.check(build)
+
+    def make_runner() -> runner.Runner:
+        # Called in each serving process: Sentry may start threads, which
+        # must not exist in a parent that forks.
+        service = build()
+        init_sentry(service.application.settings)
+        return service
+
+    processes = config.process_count(options["number_of_procs"], debug)
+    sockets = listen.inherited() or listen.bind_or_exit(
+        options["port"], shared=options["reuse_port"]
+    )
+    worker_options = supervisor.WorkerOptions(
+        # A debugger stopped at a breakpoint blocks the loop too.
+        worker_timeout=0.0 if debug else options["worker_timeout"],
+        max_requests=options["max_requests"],
+        max_requests_jitter=options["max_requests_jitter"],
+        reexec=True,
+    )
+    supervisor.serve(make_runner, sockets, processes, worker_options)
 
 
 def _accepts(func: Callable[..., Any], name: str) -> bool:

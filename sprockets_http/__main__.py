@@ -30,7 +30,7 @@ from typing import Any, NoReturn, TypeVar
 import dotenv
 
 import sprockets_http
-from sprockets_http import config, logconfig
+from sprockets_http import config, logconfig, reload
 
 _T = TypeVar("_T")
 
@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         debug = config.DEBUG.resolve(settings)
     except config.EnvironmentValueError as error:
         parser.error(str(error))
+    if args.check:
+        os.environ[reload.CHECK_VARIABLE] = "1"  # what run() reads
     sprockets_http.run(
         factory, settings, logconfig.default_config(debug, args.log_format)
     )
@@ -110,6 +112,12 @@ def _build_parser() -> _Parser:
         "--log-format",
         choices=("text", "json"),
         help="text lines or JSON lines (default: text with --debug, else json)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="import MODULE, build the application and exit: 0 when that "
+        "worked, else the status of a failed start; nothing is served",
     )
     parser.add_argument(
         "--version",

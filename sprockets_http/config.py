@@ -216,12 +216,38 @@ REUSE_PORT = Option(
     "share the port with other processes that ask for it too",
 )
 
+WORKER_TIMEOUT = Option(
+    "worker_timeout",
+    seconds,
+    30.0,
+    "replace a worker whose event loop is blocked this long, after logging "
+    "its stacks; 0 never",
+    metavar="SECONDS",
+)
+MAX_REQUESTS = Option(
+    "max_requests",
+    count,
+    0,
+    "replace a worker once it has served this many requests; 0 never",
+    metavar="N",
+)
+MAX_REQUESTS_JITTER = Option(
+    "max_requests_jitter",
+    count,
+    0,
+    "add a random 0 to N to each worker's max_requests",
+    metavar="N",
+)
+
 RUN_OPTIONS: tuple[Option[Any], ...] = (
     PORT,
     NUMBER_OF_PROCS,
     SHUTDOWN_DELAY,
     SHUTDOWN_LIMIT,
     REUSE_PORT,
+    WORKER_TIMEOUT,
+    MAX_REQUESTS,
+    MAX_REQUESTS_JITTER,
 )
 """The options :func:`sprockets_http.run` takes out of its settings.
 

@@ -40,6 +40,12 @@ class DrainingHTTPServer(httpserver.HTTPServer):
     A connection that has not sent its first request yet is not closed at
     once: it was accepted just before the drain and its request may be on
     its way.  It gets :data:`FIRST_REQUEST_GRACE` seconds to send it.
+
+    .. attribute:: requests_received
+
+       How many requests have arrived (their headers did) since it started.
+
+       .. versionadded:: 3.0.0
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
@@ -52,6 +58,7 @@ class DrainingHTTPServer(httpserver.HTTPServer):
         self._idle: set[http1connection.HTTP1ServerConnection] = set()
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
+        self.requests_received = 0
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
@@ -69,7 +76,7 @@ class DrainingHTTPServer(httpserver.HTTPServer):
         else:
             waiting = self._idle
         waiting.add(conn)
-        return _RequestTracker(delegate, waiting, conn)
+        return _RequestTracker(self, delegate, waiting, conn)
 
     def on_close(self, server_conn: object) -> None:
         super().on_close(server_conn)
@@ -128,10 +135,12 @@ class _RequestTracker(httputil.HTTPMessageDelegate):
 
     def __init__(
         self,
+        server: DrainingHTTPServer,
         delegate: httputil.HTTPMessageDelegate,
         waiting: set[http1connection.HTTP1ServerConnection],
         conn: http1connection.HTTP1ServerConnection,
     ) -> None:
+        self._server = server
         self._delegate = delegate
         self._waiting = waiting
         self._conn = conn
@@ -142,6 +151,7 @@ class _RequestTracker(httputil.HTTPMessageDelegate):
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
         self._waiting.discard(self._conn)
+        self._server.requests_received += 1
         return self._delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Awaitable[None] | None:

@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 
 from tornado import netutil
 
 EXIT_CANNOT_LISTEN = 1
 """Exit status of a service that cannot bind its sockets."""
+
+LISTEN_FDS_START = 3
+"""The first file descriptor of sockets handed over (see :func:`inherited`)."""
 
 LOGGER = logging.getLogger("sprockets_http.listen")
 
@@ -67,3 +71,31 @@ def _check_free(port: int, address: str | None) -> None:
         return  # anything else shows again when the real bind fails
     for probe in probes:
         probe.close()
+
+
+def inherited() -> list[socket.socket]:
+    """The listening sockets this process was handed, systemd's way.
+
+    systemd's socket activation, and a supervisor that re-executes itself
+    (see :mod:`sprockets_http.reload`), pass sockets as file descriptors 3,
+    4... and say so in two environment variables: ``LISTEN_FDS``, how many,
+    and ``LISTEN_PID``, the process they are for.  When ``LISTEN_PID`` names
+    this process, the sockets are returned (not inherited by child
+    processes any more) and the variables (with ``LISTEN_FDNAMES``) are
+    removed, so that no child takes them for its own.
+
+    :returns: the sockets, or an empty list when none were handed over
+        to this process
+
+    .. versionadded:: 3.0.0
+    """
+    pid, count = os.environ.get("LISTEN_PID", ""), os.environ.get("LISTEN_FDS", "")
+    if not (pid.isdigit() and count.isdigit()) or int(pid) != os.getpid():
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    sockets = []
+    for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + int(count)):
+        os.set_inheritable(fd, False)
+        sockets.append(socket.socket(fileno=fd))
+    return sockets

@@ -17,6 +17,10 @@ process, on an asyncio loop that :func:`serve_until_stopped` creates:
    the ``shutdown`` callbacks, give tasks still pending on the loop
    ``shutdown_limit`` seconds to finish, and return.
 
+A worker that a supervisor replaces (see :meth:`Runner.request_stop`)
+stops the same way without ``shutdown_delay`` and without failing the
+health check: the service as a whole stays up.
+
 Nothing polls: the drain ends the moment the last connection closes, so an
 idle service exits as soon as its ``shutdown`` callbacks are done.  A second
 signal ends the ``shutdown_delay`` at once and stops waiting for in-flight
@@ -179,6 +183,14 @@ class Runner:
        :data:`None`.
 
        .. versionadded:: 3.0.0
+
+    .. attribute:: stop_signals
+
+       The signals that start a graceful stop while :meth:`serve` runs.
+       Default :data:`STOP_SIGNALS`; a supervised worker handles SIGTERM
+       only (see :mod:`sprockets_http.supervisor`).
+
+       .. versionadded:: 3.0.0
     """
 
     def __init__(
@@ -196,6 +208,8 @@ class Runner:
         self.shutdown_delay = 0.0
         self.wait_timeout = 1.0
         self.on_stop: Callable[[int | None], None] | None = None
+        self.stop_signals: tuple[int, ...] = STOP_SIGNALS
+        self._replaced = False
         # asyncio.Event binds to a loop when first waited for, not here.
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -275,7 +289,7 @@ class Runner:
             loop.run_until_complete(self._serve(io_loop, sockets, on_ready))
             return 0
         finally:
-            for signo in STOP_SIGNALS:
+            for signo in self.stop_signals:
                 loop.remove_signal_handler(signo)
             for sock in sockets:
                 sock.close()
@@ -311,19 +325,30 @@ class Runner:
         if self.server is not None:
             self.server.begin_drain()
 
-    def request_stop(self, signo: int = signal.SIGTERM) -> None:
+    def request_stop(
+        self, signo: int = signal.SIGTERM, *, replaced: bool = False
+    ) -> None:
         """Start a graceful stop as if ``signo`` had been received.
+
+        :param replaced: another process takes over this one's share of the
+            service, which stays up: skip ``shutdown_delay`` and leave the
+            health check answering ``ok``, but still stop accepting and let
+            in-flight requests finish
 
         .. versionadded:: 3.0.0
         """
-        self._on_signal(signo)
+        if not replaced:
+            self._on_signal(signo)
+        elif not self._stopping.is_set():
+            self._replaced = True
+            self._begin_stop(signo, "replaced")
 
     def _bind(self, port: int) -> list[socket.socket]:
         shared = config.REUSE_PORT.resolve(self.application.settings)
         return listen.bind_or_exit(port, shared=shared)
 
     def _handle_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for signo in STOP_SIGNALS:
+        for signo in self.stop_signals:
             loop.add_signal_handler(signo, self._on_signal, signo)
 
     async def _serve(
@@ -344,7 +369,7 @@ class Runner:
         try:
             await self._until_stopped()
         finally:
-            for signo in STOP_SIGNALS:
+            for signo in self.stop_signals:
                 io_loop.asyncio_loop.remove_signal_handler(signo)  # type: ignore[attr-defined]
             io_loop.stop()
 
@@ -397,14 +422,20 @@ class Runner:
         if self._stopping.is_set():
             return
         self.logger.info("%s, stopping (pid %d)", why, os.getpid())
-        _mark_draining(self.application.tornado_application)
-        _systemd.notify("STOPPING=1")
+        if not self._replaced:
+            _mark_draining(self.application.tornado_application)
+            _systemd.notify("STOPPING=1")
         self._stopping.set()
         if self.on_stop is not None:
             self.on_stop(signo)
 
     async def _serve_while_failing_health(self) -> None:
-        if self.server is None or self.shutdown_delay <= 0 or self._hurry.is_set():
+        if (
+            self.server is None
+            or self.shutdown_delay <= 0
+            or self._hurry.is_set()
+            or self._replaced
+        ):
             return
         self.logger.info(
             "health check failing, still serving for %.1f s (pid %d)",

@@ -9,16 +9,20 @@ killed, even when the test failed.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import http.client
+import json
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import IO
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING = re.compile(r"serving on port (\d+)")
@@ -31,10 +35,15 @@ class Service:
     :param env: variables added to a copy of this process's environment
         (:data:`None` removes a variable); ``PORT`` defaults to ``0`` so the
         kernel picks a free port
+    :param terminal: run it on a pseudo-terminal, its controlling terminal,
+        as in a shell's foreground (see :meth:`interrupt`)
     """
 
     def __init__(
-        self, args: Sequence[str], env: Mapping[str, str | None] | None = None
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str | None] | None = None,
+        terminal: bool = False,
     ):
         environment = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
         environment["PYTHONPATH"] = os.pathsep.join(
@@ -45,16 +54,37 @@ class Service:
                 environment.pop(name, None)
             else:
                 environment[name] = value
-        self.process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            text=True,
-        )
+        self._terminal: int | None = None
+        if terminal:
+            self._terminal, tty = os.openpty()
+            self.process = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=ROOT,
+                env=environment,
+                stdin=tty,
+                stdout=tty,
+                stderr=tty,
+                start_new_session=True,
+                # In its new session, the terminal becomes its controlling one.
+                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            )
+            os.close(tty)
+            self._output: IO[str] = open(  # noqa: SIM115 (closed by _read)
+                self._terminal, encoding="utf-8", errors="replace", closefd=False
+            )
+        else:
+            self.process = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=ROOT,
+                env=environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                text=True,
+            )
+            assert self.process.stdout is not None
+            self._output = self.process.stdout
         self.lines: list[str] = []
         self._changed = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -70,14 +100,19 @@ class Service:
             return "".join(self.lines)
 
     def _read(self) -> None:
-        assert self.process.stdout is not None
-        with self.process.stdout:
-            for line in self.process.stdout:
+        # A terminal's reader gets EIO once no process has it open.
+        with self._output, contextlib.suppress(OSError):
+            for line in self._output:
                 with self._changed:
                     self.lines.append(line)
                     self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
+
+    def interrupt(self) -> None:
+        """Type Ctrl-C on its terminal: SIGINT to its whole process group."""
+        assert self._terminal is not None, "started without terminal=True"
+        os.write(self._terminal, b"\x03")
 
     def wait_for(
         self, pattern: str, timeout: float = 15.0, start: int = 0
@@ -139,6 +174,9 @@ class Service:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
         self._reader.join(5)
+        if self._terminal is not None:
+            os.close(self._terminal)
+            self._terminal = None
 
 
 def free_port() -> int:
@@ -162,3 +200,40 @@ def http_get(
         return response.status, dict(response.getheaders()), response.read()
     finally:
         connection.close()
+
+
+def records(service: Service) -> list[dict[str, object]]:
+    """The service's JSON log records (other output lines are left out)."""
+    found = []
+    for line in service.lines:
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and "level" in record:
+                found.append(record)
+    return found
+
+
+class Client:
+    """Requests ``paths`` in turn, on fresh connections, until stopped."""
+
+    def __init__(self, port: int, *paths: str) -> None:
+        self.port = port
+        self.paths = paths or ("/",)
+        self.answers: list[tuple[str, int]] = []
+        self.failures: list[str] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 30
+        while not self._done.is_set() and time.monotonic() < deadline:
+            for path in self.paths:
+                try:
+                    self.answers.append((path, http_get(self.port, path)[0]))
+                except Exception as error:
+                    self.failures.append(f"{path}: {error!r}")
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()

@@ -14,13 +14,11 @@ import signal
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
-from support import Service, http_get
+from support import Client, Service, http_get, records
 
-from sprockets_http import runner, supervisor
+from sprockets_http import heartbeat, runner, supervisor
 
 APP = ["-m", "tests.apps.workers_app"]
 ALL_READY = r"all 2 workers ready"
@@ -83,17 +81,6 @@ def served_by(port: int) -> int:
     return int(json.loads(body)["pid"])
 
 
-@pytest.fixture
-def notify_socket() -> Iterator[tuple[socket.socket, str]]:
-    """A datagram socket in the abstract namespace, like systemd's."""
-    name = f"@sprockets-http-test-{uuid.uuid4().hex}"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind("\0" + name[1:])
-    sock.settimeout(15)
-    yield sock, name
-    sock.close()
-
-
 @pytest.mark.parametrize(
     ("signo", "delay"), [(signal.SIGTERM, "0.3"), (signal.SIGINT, "0")]
 )
@@ -129,21 +116,23 @@ def test_before_run_failure_exits_70_without_restarting(
     service = services(APP, env={"WORKERS": "2", "FAIL_BEFORE_RUN": "1"})
     assert_exit(service, runner.EXIT_START_FAILED)
     assert service.count(STARTED) == 2
-    assert service.count("failed to start, stopping the service") >= 1
+    assert service.count(r"\(failed to start\), stopping the service") >= 1
     assert service.count("event: on_start") == 0
 
 
-def test_killed_worker_is_replaced_with_growing_backoff(
+def test_a_place_that_keeps_dying_is_refilled_with_growing_backoff(
     services: type[Service],
 ) -> None:
     service, port, pids = start_workers(services)
     victims = [min(pids)]
-    for delay in ("0.5", "1.0"):  # two quick deaths in a row
+    # Ready workers: the first death is replaced at once, then each quick
+    # death in a row of the same place waits longer.
+    for when in ("at once", "in 0.5 s", "in 1.0 s"):
         mark = len(service.lines)
         os.kill(victims[-1], signal.SIGKILL)
-        service.wait_for(f"worker {victims[-1]} exited with status -9", start=mark)
         service.wait_for(
-            f"worker {victims[-1]} exited unexpectedly, replacing it in {delay} s",
+            rf"worker {victims[-1]} was killed by SIGKILL \(crashed\), "
+            f"replacing it {when}",
             start=mark,
         )
         pattern = rf"worker (\d+) started in place of worker {victims[-1]}"
@@ -264,7 +253,7 @@ def test_worker_over_its_stop_budget_is_killed(services: type[Service]) -> None:
     assert_exit(service, supervisor.EXIT_WORKERS_KILLED)
     for pid in pids:
         assert service.count(f"killing worker {pid}: still running after") == 1
-        assert service.count(f"worker {pid} exited with status -9") == 1
+        assert service.count(rf"worker {pid} was killed by SIGKILL \(stopped\)") == 1
 
 
 def test_drain_answers_a_connection_accepted_just_before_it(
@@ -281,3 +270,146 @@ def test_drain_answers_a_connection_accepted_just_before_it(
         client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
         assert client.recv(65536).startswith(b"HTTP/1.1 200 OK")
     assert_exit(service, 0)
+
+
+def test_a_stopping_service_refuses_connections_at_once(
+    services: type[Service],
+) -> None:
+    service, port, pids = start_workers(services)
+    answers: list[int] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(http_get(port, "/slow?seconds=3")[0])
+    )
+    slow.start()
+    service.wait_for("event: slow")
+    service.send(signal.SIGTERM)
+    for pid in pids:
+        service.wait_for(rf"draining \(pid {pid}\)")
+
+    # A worker logs "draining" just before it closes its listening socket.
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        except ConnectionRefusedError:
+            break
+        except ConnectionResetError:
+            pass  # queued, then reset as the socket closed
+    else:
+        pytest.fail("connections still accepted 1.5 s after the drain began")
+    assert slow.is_alive()  # one worker still drains its request
+    slow.join()
+    assert answers == [200]
+    assert_exit(service, 0)
+
+
+def test_ready_workers_killed_in_a_row_are_each_replaced_at_once(
+    services: type[Service],
+) -> None:
+    service = services(APP, env={"WORKERS": "3"})
+    service.wait_for(r"all 3 workers ready")
+    pids = worker_pids(service)
+    mark = len(service.lines)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        service.wait_for(
+            rf"worker {pid} was killed by SIGKILL \(crashed\), replacing it at once",
+            start=mark,
+        )
+        pattern = rf"worker (\d+) started in place of worker {pid}"
+        replacement = service.wait_for(pattern, start=mark).group(1)
+        service.wait_for(f"worker {replacement} ready", start=mark)
+    assert len(children(service.pid) - pids) == 3
+    service.send(signal.SIGTERM)
+    assert_exit(service, 0)
+
+
+def block_a_worker(port: int) -> socket.socket:
+    """Send ``GET /block`` without waiting for an answer."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    client.sendall(b"GET /block HTTP/1.1\r\nHost: test\r\n\r\n")
+    return client
+
+
+def test_a_blocked_worker_is_replaced_and_its_stacks_logged(
+    services: type[Service],
+) -> None:
+    service, port, _ = start_workers(services, WORKER_TIMEOUT="1")
+    mark = len(service.lines)
+    with block_a_worker(port) as client:
+        blocked = service.wait_for(r"event: block pid=(\d+)", start=mark).group(1)
+        since = time.monotonic()
+        pattern = rf"worker (\d+) started in place of worker {blocked}"
+        replacement = service.wait_for(pattern, start=mark).group(1)
+        service.wait_for(f"worker {replacement} ready", start=mark)
+        assert time.monotonic() - since < 1 + 2
+        assert client.recv(100) == b""  # its connection died with it
+
+    [dump] = [r for r in records(service) if "sent no heartbeat" in str(r["message"])]
+    assert dump["level"] == "ERROR"
+    assert str(dump["message"]).startswith(f"worker {blocked} sent no heartbeat")
+    stacks = str(dump["exception"])
+    assert re.search(r'workers_app.py", line \d+ in get\n\s+time.sleep\(3600\)', stacks)
+    assert service.count(
+        rf"worker {blocked} was killed by SIGKILL \(timed out\), replacing it at once"
+    )
+    assert served_by(port) != int(blocked)
+    service.send(signal.SIGTERM)
+    assert_exit(service, 0)
+
+
+def test_one_blocked_process_logs_its_stacks_and_exits_for_a_restart(
+    services: type[Service],
+) -> None:
+    service = services(APP, env={"WORKERS": "1", "WORKER_TIMEOUT": "1"})
+    port = service.wait_serving()
+    service.wait_for("event: on_start")
+    with block_a_worker(port):
+        service.wait_for("event: block")
+        assert_exit(service, heartbeat.EXIT_LOOP_BLOCKED)
+
+    [dump] = [
+        r
+        for r in records(service)
+        if "event loop has been blocked" in str(r["message"])
+    ]
+    assert dump["level"] == "WARNING"
+    assert "time.sleep(3600)" in str(dump["exception"])
+
+
+def test_max_requests_recycles_workers_without_failing_a_request(
+    services: type[Service],
+) -> None:
+    # A shutdown_delay that recycled workers must not wait for.
+    service, port, old = start_workers(
+        services, MAX_REQUESTS="20", MAX_REQUESTS_JITTER="5", SHUTDOWN_DELAY="30"
+    )
+    client = Client(port, "/", "/health")
+    try:
+        for pid in old:
+            service.wait_for(rf"worker {pid} exited with status 0 \(recycled\)")
+    finally:
+        client.stop()
+    assert client.failures == []
+    assert len(client.answers) >= 40  # every worker served its share
+    assert {status for _, status in client.answers} == {200}
+    assert service.count("health check failing") == 0
+    assert len(children(service.pid) & old) == 0
+
+
+def test_ctrl_c_in_a_terminal_stops_every_worker_quietly(
+    services: type[Service],
+) -> None:
+    service = services(APP, env={"WORKERS": "2"}, terminal=True)
+    service.wait_for(ALL_READY)
+    pids = worker_pids(service)
+    service.interrupt()
+    assert_exit(service, 0)
+
+    loud = [r for r in records(service) if r["level"] not in ("INFO", "DEBUG")]
+    assert loud == []
+    assert service.count(r"received SIGINT, stopping 2 workers") == 1
+    for pid in pids:
+        assert service.count(rf"drained \(pid {pid}\)") == 1
+        assert service.count(rf"worker {pid} exited with status 0 \(stopped\)") == 1
