@@ -26,6 +26,7 @@ from tornado import web
 from sprockets_http import (
     app,
     config,
+    devreload,
     listen,
     logconfig,
     reload,
@@ -122,8 +123,9 @@ def run(
     the factory:
 
     ``debug``
-        Tornado's debug mode, which also runs one process; else the
-        ``DEBUG`` environment variable (``1``, ``true``...).
+        Tornado's debug mode, which also runs one process and reloads it
+        when a source file changes (see :mod:`sprockets_http.devreload`);
+        else the ``DEBUG`` environment variable (``1``, ``true``...).
     ``xheaders``
         Read by the runner from the application's settings: trust
         ``X-Forwarded-For`` and friends; default :data:`True`.
@@ -182,7 +184,12 @@ def run(
         max_requests_jitter=options["max_requests_jitter"],
         reexec=True,
     )
-    supervisor.serve(make_runner, sockets, processes, worker_options)
+    if debug:
+        reloader = devreload.Reloader()
+        supervisor.serve(reloader.watching(make_runner), sockets, 1, worker_options)
+        reloader.restart_if_changed()
+    else:
+        supervisor.serve(make_runner, sockets, processes, worker_options)
 
 
 def _accepts(func: Callable[..., Any], name: str) -> bool:

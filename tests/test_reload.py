@@ -1,7 +1,8 @@
-"""New code on SIGHUP, and the check before it: real processes, edited files.
+"""New code on disk: on SIGHUP, the check before it, and debug mode's reload.
 
 Each test copies ``tests/apps/reload_app.py`` into its temporary directory as
-``reloadable.py``, serves it with two workers, edits it and sends SIGHUP.
+``reloadable.py``, serves it (with two workers, or in debug mode), edits it
+and sends SIGHUP or lets the reload notice.
 """
 
 from __future__ import annotations
@@ -200,3 +201,40 @@ def test_check_builds_the_application_and_serves_nothing(
     assert service.wait() == status, service.output
     assert says in service.output
     assert "serving on port" not in service.output
+
+
+def serving(service: Service, start: int) -> tuple[int, str]:
+    """Wait for the service to serve again; its port and its version."""
+    match = service.wait_for(r"serving on port (\d+)", start=start)
+    port = int(match.group(1))
+    status, _, body = http_get(port, "/")
+    assert status == 200
+    return port, json.loads(body)["version"]
+
+
+def test_a_save_reloads_after_the_shutdown_callbacks_even_after_a_syntax_error(
+    services: type[Service],
+    module: Path,
+) -> None:
+    env = environment(module, DEBUG="1", NUMBER_OF_PROCS=None)
+    service = services(["-m", "reloadable"], env=env)
+    assert serving(service, 0)[1] == "one"
+
+    mark = len(service.lines)
+    edit(module, 'VERSION = "one"', 'VERSION = "two"')
+    service.wait_for("event: shutdown version=one", start=mark)
+    assert serving(service, mark)[1] == "two"
+
+    mark = len(service.lines)
+    edit(module, 'VERSION = "two"', 'VERSION = "three')  # no closing quote
+    service.wait_for("event: shutdown version=two", start=mark)
+    service.wait_for("SyntaxError: unterminated string literal", start=mark)
+    service.wait_for("waiting for a change to start the service again", start=mark)
+
+    mark = len(service.lines)
+    edit(module, 'VERSION = "three', 'VERSION = "three"')
+    assert serving(service, mark)[1] == "three"
+
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0, service.output
+    assert service.count("event: shutdown version=three") == 1
