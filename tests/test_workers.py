@@ -206,7 +206,7 @@ def test_ttin_and_ttou_change_the_number_of_workers(services: type[Service]) -> 
     mark = len(service.lines)
     service.send(signal.SIGTTOU)
     removed = int(service.wait_for(r"stopping worker (\d+)", start=mark).group(1))
-    service.wait_for(f"worker {removed} exited with status 0", start=mark)
+    service.wait_for(rf"worker {removed} exited with status 0 \(removed\)", start=mark)
     assert children(service.pid) == (pids | {added}) - {removed}
 
     service.send(signal.SIGTERM)
