@@ -76,9 +76,11 @@ def run(
     ``port``
         TCP port; default 8000.
     ``number_of_procs``
-        Processes to run; 0 (the default) means one per CPU, 1 one process
-        without a supervisor, more a supervising parent and that many
-        workers (see :mod:`sprockets_http.supervisor`).
+        Processes to run; 0 (the default) means one per CPU this process
+        may use (its CPU affinity, and a container's cgroup CPU quota
+        rounded up), 1 one process without a supervisor, more a
+        supervising parent and that many workers (see
+        :mod:`sprockets_http.supervisor`).
     ``shutdown_delay``
         Seconds the service keeps serving after SIGTERM while its
         :class:`~sprockets_http.health.HealthHandler` fails, before it

@@ -22,15 +22,20 @@ environment raises :class:`EnvironmentValueError`, which
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
+from sprockets_http import _cpus
+
 T = TypeVar("T")
 
 USAGE_ERROR = 2
 """Exit status for a malformed setting in the environment or command line."""
+
+LOGGER = logging.getLogger("sprockets_http.config")
 
 
 class EnvironmentValueError(ValueError):
@@ -162,9 +167,14 @@ def count(value: object) -> int:
 def process_count(number_of_procs: int, debug: bool) -> int:
     """How many processes to run for the ``number_of_procs`` setting.
 
-    :param number_of_procs: 0 for one per CPU, else the count
+    :param number_of_procs: 0 for one per CPU this process may use: those
+        its affinity allows, fewer when a cgroup v2 CPU quota (a
+        container's CPU limit) gives less time, rounded up; else the count
     :param debug: debug mode always runs one process
     :raises ValueError: when ``number_of_procs`` is negative
+
+    With 0, one INFO line says what was found, e.g. ``2 workers: 2 CPUs
+    available (affinity 2, cgroup quota none)``.
 
     .. versionadded:: 3.0.0
     """
@@ -172,7 +182,11 @@ def process_count(number_of_procs: int, debug: bool) -> int:
         raise ValueError(f"number_of_procs must be 0 or more, not {number_of_procs}")
     if debug:
         return 1
-    return number_of_procs or os.cpu_count() or 1
+    if number_of_procs:
+        return number_of_procs
+    cpus = _cpus.available()
+    LOGGER.info("%d worker%s: %s", cpus.count, "" if cpus.count == 1 else "s", cpus)
+    return cpus.count
 
 
 def _number(kind: Callable[[Any], T], value: object, message: str) -> T:
@@ -189,7 +203,7 @@ NUMBER_OF_PROCS = Option(
     "number_of_procs",
     count,
     0,
-    "worker processes; 0 for one per CPU",
+    "worker processes; 0 for one per CPU this process may use",
     metavar="N",
 )
 DEBUG = Option("debug", flag, False, "Tornado's debug mode, one process, readable logs")

@@ -31,10 +31,15 @@ class Service:
     :param env: variables added to a copy of this process's environment
         (:data:`None` removes a variable); ``PORT`` defaults to ``0`` so the
         kernel picks a free port
+    :param wrapper: a command that runs ``python`` (e.g. ``taskset -c 0``)
     """
 
     def __init__(
-        self, args: Sequence[str], env: Mapping[str, str | None] | None = None
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str | None] | None = None,
+        *,
+        wrapper: Sequence[str] = (),
     ):
         environment = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
         environment["PYTHONPATH"] = os.pathsep.join(
@@ -46,7 +51,7 @@ class Service:
             else:
                 environment[name] = value
         self.process = subprocess.Popen(
-            [sys.executable, *args],
+            [*wrapper, sys.executable, *args],
             cwd=ROOT,
             env=environment,
             stdin=subprocess.DEVNULL,
