@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from sprockets_http import _cpus
+from sprockets_http import _cpus, listen, pidfile
 
 T = TypeVar("T")
 
@@ -61,6 +61,10 @@ class Option(Generic[T]):
     :param per_application: whether the application's own settings may set
         it (for options each serving process reads after the factory ran)
     :param metavar: the placeholder in ``--help``
+    :param repeatable: the command-line flag may be given several times,
+        each adding to the value (a tuple), as a comma in the value does
+    :param default_text: the default as ``--help`` shows it, when the
+        value itself does not read well
     """
 
     name: str
@@ -69,6 +73,8 @@ class Option(Generic[T]):
     help: str
     per_application: bool = False
     metavar: str | None = None
+    repeatable: bool = False
+    default_text: str | None = None
 
     @property
     def variable(self) -> str:
@@ -164,6 +170,26 @@ def count(value: object) -> int:
     return number
 
 
+def file_mode(value: object) -> int:
+    """File permissions: octal text such as ``660``, or an integer (``0o660``)."""
+    message = "must be file permissions in octal, such as 660"
+    if isinstance(value, bool):
+        raise ValueError(message)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        try:
+            number = int(text, 8)
+        except ValueError:
+            raise ValueError(message) from None
+    else:
+        raise ValueError(message)
+    if not 0 <= number <= 0o777:
+        raise ValueError(message)
+    return number
+
+
 def process_count(number_of_procs: int, debug: bool) -> int:
     """How many processes to run for the ``number_of_procs`` setting.
 
@@ -198,7 +224,33 @@ def _number(kind: Callable[[Any], T], value: object, message: str) -> T:
         raise ValueError(message) from None
 
 
-PORT = Option("port", port, 8000, "TCP port to listen on", metavar="N")
+PORT = Option("port", port, 8000, "TCP port to listen on, every interface", metavar="N")
+BIND: Option[tuple[listen.Address, ...]] = Option(
+    "bind",
+    listen.addresses,
+    (),
+    "where to listen instead of --port: HOST:PORT, [IPV6]:PORT, unix:PATH or "
+    "fd://N; repeatable",
+    metavar="ADDRESS",
+    repeatable=True,
+    default_text="--port",
+)
+UNIX_SOCKET_MODE = Option(
+    "unix_socket_mode",
+    file_mode,
+    0o660,
+    "permissions of the unix socket files --bind creates",
+    metavar="MODE",
+    default_text="660",
+)
+PID_FILE = Option(
+    "pid_file",
+    pidfile.path,
+    None,
+    "write the main process's pid to this file",
+    metavar="FILE",
+    default_text="none",
+)
 NUMBER_OF_PROCS = Option(
     "number_of_procs",
     count,
@@ -232,10 +284,13 @@ REUSE_PORT = Option(
 
 RUN_OPTIONS: tuple[Option[Any], ...] = (
     PORT,
+    BIND,
+    UNIX_SOCKET_MODE,
     NUMBER_OF_PROCS,
     SHUTDOWN_DELAY,
     SHUTDOWN_LIMIT,
     REUSE_PORT,
+    PID_FILE,
 )
 """The options :func:`sprockets_http.run` takes out of its settings.
 

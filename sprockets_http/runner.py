@@ -221,7 +221,7 @@ class Runner:
 
         :param port: the TCP port to listen on
         :param number_of_procs: how many processes to run, see
-            :func:`sprockets_http.supervisor.process_count`; with more than
+            :func:`sprockets_http.config.process_count`; with more than
             one, this application is created once here and every worker
             process serves its own copy of it
         :raises SystemExit: with :data:`EXIT_START_FAILED` when a
@@ -320,7 +320,7 @@ class Runner:
 
     def _bind(self, port: int) -> list[socket.socket]:
         shared = config.REUSE_PORT.resolve(self.application.settings)
-        return listen.bind_or_exit(port, shared=shared)
+        return listen.open_or_exit([listen.TCPAddress(None, port)], shared=shared)
 
     def _handle_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signo in STOP_SIGNALS:
@@ -371,10 +371,17 @@ class Runner:
             **options,
         )
         self.server.add_sockets(sockets)
-        ports = sorted({sock.getsockname()[1] for sock in sockets})
-        self.logger.info(
-            "serving on port %s (pid %d)", ", ".join(map(str, ports)), os.getpid()
-        )
+        where = ", ".join(map(listen.describe, sockets))
+        ports = listen.tcp_ports(sockets)
+        if ports:  # "serving on port N" first: tools wait for that line
+            self.logger.info(
+                "serving on port %s (pid %d) at %s",
+                ", ".join(map(str, ports)),
+                os.getpid(),
+                where,
+            )
+        else:
+            self.logger.info("serving on %s (pid %d)", where, os.getpid())
 
     def _stop_asked_by_application(self, shutdown_limit: float | None) -> None:
         if shutdown_limit is not None:

@@ -31,6 +31,7 @@ class Service:
     :param env: variables added to a copy of this process's environment
         (:data:`None` removes a variable); ``PORT`` defaults to ``0`` so the
         kernel picks a free port
+    :param pass_fds: file descriptors the program inherits, as numbered here
     :param wrapper: a command that runs ``python`` (e.g. ``taskset -c 0``)
     """
 
@@ -39,6 +40,7 @@ class Service:
         args: Sequence[str],
         env: Mapping[str, str | None] | None = None,
         *,
+        pass_fds: Sequence[int] = (),
         wrapper: Sequence[str] = (),
     ):
         environment = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
@@ -53,6 +55,7 @@ class Service:
         self.process = subprocess.Popen(
             [*wrapper, sys.executable, *args],
             cwd=ROOT,
+            pass_fds=pass_fds,
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -158,9 +161,40 @@ def http_get(
     path: str = "/",
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    *,
+    host: str = "127.0.0.1",
 ) -> tuple[int, dict[str, str], bytes]:
-    """GET ``path`` from 127.0.0.1:``port`` on a fresh connection."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """GET ``path`` from ``host``:``port`` on a fresh connection."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    return _get(connection, path, headers)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def unix_http_get(
+    socket_path: str,
+    path: str = "/",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` over the unix socket ``socket_path`` on a fresh connection."""
+    return _get(_UnixConnection(socket_path, timeout), path, headers)
+
+
+def _get(
+    connection: http.client.HTTPConnection,
+    path: str,
+    headers: Mapping[str, str] | None,
+) -> tuple[int, dict[str, str], bytes]:
     try:
         connection.request("GET", path, headers=dict(headers or {}))
         response = connection.getresponse()

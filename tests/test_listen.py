@@ -1,0 +1,415 @@
+"""Where a service listens, and its PID file.
+
+Real processes started with ``python -m sprockets_http``, real sockets: TCP
+on loopback, IPv6 loopback, unix sockets, and a socket handed over as
+systemd's socket activation hands it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import Service, free_port, http_get, unix_http_get
+
+import sprockets_http
+
+FACTORY = "tests.apps.listen_app:make_app"
+SERVING_AT = r"serving on .*\(pid (\d+)\)(?: at (.*))?$"
+
+
+def cli(
+    services: type[Service],
+    *args: str,
+    env: dict[str, str | None] | None = None,
+    **kwargs: object,
+) -> Service:
+    return services(
+        ["-m", "sprockets_http", "--log-format", "text", *args, FACTORY],
+        env=env,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def stop(service: Service) -> None:
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0, service.output
+
+
+def who(port: int, **kwargs: object) -> dict[str, object]:
+    status, _, body = http_get(port, "/", **kwargs)  # type: ignore[arg-type]
+    assert status == 200
+    return dict(json.loads(body))
+
+
+def non_loopback_ipv4() -> str | None:
+    """An IPv4 address of this machine that is not loopback, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            # No packet is sent: connect() only picks the outgoing address.
+            probe.connect(("192.0.2.1", 9))
+            address = str(probe.getsockname()[0])
+        except OSError:
+            address = ""
+    if address and not address.startswith("127."):
+        return address
+    listing = subprocess.run(
+        ["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False
+    ).stdout
+    found = re.findall(r"inet (\d+\.\d+\.\d+\.\d+)/", listing)
+    return next((a for a in found if not a.startswith("127.")), None)
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+# -- listening ---------------------------------------------------------------
+
+
+def test_a_loopback_bind_refuses_connections_to_other_addresses(
+    services: type[Service],
+) -> None:
+    other = non_loopback_ipv4()
+    if other is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    loopback_port, everywhere_port = free_port(), free_port()
+    service = cli(
+        services,
+        "--bind",
+        f"127.0.0.1:{loopback_port}",
+        "--bind",
+        f":{everywhere_port}",
+    )
+    service.wait_serving()
+
+    assert who(loopback_port)["remote_ip"] == "127.0.0.1"
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((other, loopback_port), timeout=5).close()
+    # The same address reaches the port bound on every interface.
+    assert who(everywhere_port, host=other)["remote_ip"] == other
+    stop(service)
+
+
+def test_ipv6_and_a_unix_socket_are_served_by_every_worker(
+    services: type[Service], tmp_path: Path
+) -> None:
+    if not has_ipv6_loopback():
+        pytest.skip("this machine has no IPv6 loopback")
+    path = str(tmp_path / "http.sock")
+    service = cli(
+        services,
+        "--procs",
+        "2",
+        "--bind",
+        "[::1]:0",
+        "--bind",
+        f"unix:{path}",
+        "--unix-socket-mode",
+        "600",
+    )
+    service.wait_for("all 2 workers ready")
+    serving = [m for m in map(re.compile(SERVING_AT).search, service.lines) if m]
+    assert len(serving) == 2
+    for match in serving:
+        assert re.fullmatch(rf"\[::1\]:\d+, unix:{re.escape(path)}", match.group(2))
+    port = int(serving[0].group(2).split("]:")[1].split(",")[0])
+
+    assert who(port, host="::1")["remote_ip"] == "::1"
+    status, _, body = unix_http_get(path, "/")
+    assert status == 200
+    assert json.loads(body)["pid"] in {int(m.group(1)) for m in serving}
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+    stop(service)
+    assert not os.path.exists(path), "the socket file outlived the service"
+
+
+def test_a_stale_unix_socket_file_is_replaced(
+    services: type[Service], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "http.sock")
+    with socket.socket(socket.AF_UNIX) as dead:
+        dead.bind(path)  # left behind, as by a service that was killed
+    service = cli(services, "--bind", f"unix:{path}")
+    service.wait_for(rf"serving on unix:{re.escape(path)} \(pid")
+
+    assert unix_http_get(path, "/")[0] == 200
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660  # the default
+    stop(service)
+    assert not os.path.exists(path)
+
+
+def test_a_unix_socket_another_process_listens_on_is_refused(
+    services: type[Service], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "http.sock")
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(path)
+        live.listen()
+        service = cli(services, "--bind", f"unix:{path}")
+        assert service.wait() == 1, service.output
+    assert f"cannot listen on unix:{path}: another process listens on it" in (
+        service.output
+    )
+    assert os.path.exists(path), "the other process's socket file was removed"
+
+
+def test_a_failed_bind_names_the_address_and_leaves_nothing_behind(
+    services: type[Service], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "http.sock")
+    first = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = cli(
+            services,
+            "--bind",
+            f"127.0.0.1:{first}",
+            "--bind",
+            f"unix:{path}",
+            "--bind",
+            f"127.0.0.1:{port}",
+        )
+        assert service.wait() == 1, service.output
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in (
+        service.output
+    )
+    assert "Traceback" not in service.output
+    assert not os.path.exists(path), "the unix socket file was left behind"
+    with socket.socket() as again:  # the first address was released
+        again.bind(("127.0.0.1", first))
+
+
+def test_an_inherited_fd_is_served(services: type[Service]) -> None:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        fd = listening.fileno()
+        service = cli(services, "--procs", "1", "--bind", f"fd://{fd}", pass_fds=[fd])
+        assert service.wait_serving() == port
+        assert who(port)["pid"] == service.pid
+        stop(service)
+
+
+def test_an_fd_that_is_not_a_listening_socket_is_refused(
+    services: type[Service],
+) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        service = cli(services, "--bind", f"fd://{read_end}", pass_fds=[read_end])
+        assert service.wait() == 1, service.output
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert f"cannot listen on fd://{read_end}: Socket operation on non-socket" in (
+        service.output
+    )
+
+
+def test_a_socket_from_systemd_socket_activation_is_served(
+    services: type[Service],
+) -> None:
+    # As systemd starts a socket-activated service: the listening socket at
+    # file descriptor 3, LISTEN_FDS=1, and LISTEN_PID naming the service's
+    # own process, which only exists once it runs; hence the exec.
+    activate = (
+        "import os, sys\n"
+        "fd = int(sys.argv[1])\n"
+        "if fd != 3:\n"
+        "    os.dup2(fd, 3)\n"
+        "    os.close(fd)\n"
+        "os.environ.update(LISTEN_FDS='1', LISTEN_PID=str(os.getpid()))\n"
+        "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n"
+    )
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        fd = listening.fileno()
+        service = services(
+            [
+                "-c",
+                activate,
+                str(fd),
+                "-m",
+                "sprockets_http",
+                "--log-format",
+                "text",
+                "--procs",
+                "2",
+                # Ignored: the sockets from systemd win.
+                "--bind",
+                "127.0.0.1:0",
+                FACTORY,
+            ],
+            pass_fds=[fd],
+        )
+        service.wait_for("all 2 workers ready")
+        assert service.wait_serving() == port
+        assert service.count(rf"at 127\.0\.0\.1:{port}$") == 2
+        assert service.count(r"using 1 socket\(s\) passed in LISTEN_FDS") == 1
+
+        status, _, body = http_get(port, "/env?name=LISTEN_PID&name=LISTEN_FDS")
+        assert status == 200
+        # Removed, so that programs the service starts do not take them.
+        assert json.loads(body) == {"LISTEN_PID": None, "LISTEN_FDS": None}
+        stop(service)
+
+
+def test_listen_fds_for_another_process_are_ignored(
+    services: type[Service],
+) -> None:
+    service = cli(services, env={"LISTEN_FDS": "1", "LISTEN_PID": "1"})
+    port = service.wait_serving()
+    assert service.count("LISTEN_FDS") == 0
+    _, _, body = http_get(port, "/env?name=LISTEN_PID")
+    assert json.loads(body) == {"LISTEN_PID": None}
+    stop(service)
+
+
+# -- PID file ----------------------------------------------------------------
+
+
+def test_the_pid_file_lifecycle(services: type[Service], tmp_path: Path) -> None:
+    pid_file = tmp_path / "service.pid"
+    first = cli(services, "--procs", "2", "--pid-file", str(pid_file))
+    first.wait_for("all 2 workers ready")
+    assert pid_file.read_text() == f"{first.pid}\n"  # the supervising parent
+
+    second = cli(services, "--pid-file", str(pid_file))
+    assert second.wait() == 2
+    assert second.output == (
+        f"sprockets_http: PID file {str(pid_file)!r} names process {first.pid}, "
+        "which is running\n"
+    )
+    assert pid_file.read_text() == f"{first.pid}\n"
+
+    stop(first)
+    assert not pid_file.exists()
+
+
+def test_a_stale_pid_file_is_replaced(services: type[Service], tmp_path: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid_file = tmp_path / "service.pid"
+    pid_file.write_text(dead.stdout)
+
+    service = cli(services, "--pid-file", str(pid_file))
+    service.wait_serving()
+    assert pid_file.read_text() == f"{service.pid}\n"
+    stop(service)
+    assert not pid_file.exists()
+
+
+def test_a_file_that_is_not_a_pid_file_is_left_alone(
+    services: type[Service], tmp_path: Path
+) -> None:
+    not_a_pid_file = tmp_path / "notes.txt"
+    not_a_pid_file.write_text("remember the milk\n")
+    service = cli(services, env={"PID_FILE": str(not_a_pid_file)})
+    assert service.wait() == 2
+    assert "does not hold a process id" in service.output
+    assert not_a_pid_file.read_text() == "remember the milk\n"
+
+
+# -- bad input ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--bind", "localhost"],
+            {},
+            "--bind: 'localhost' must be HOST:PORT, [IPV6]:PORT, :PORT, "
+            "unix:PATH or fd://N",
+        ),
+        (["--bind", "::1:8000"], {}, "--bind: '::1:8000' must be HOST:PORT"),
+        (
+            ["--bind", "127.0.0.1:65536"],
+            {},
+            "--bind: '127.0.0.1:65536' must end with a port number (0 to 65535)",
+        ),
+        (["--bind", "unix:"], {}, "--bind: 'unix:' must name a file after unix:"),
+        (["--bind", "fd://x"], {}, "'fd://x' must be fd:// and a file descriptor"),
+        (
+            [],
+            {"BIND": "127.0.0.1:8000,[::1]:http"},
+            "BIND must end with a port number (0 to 65535) (at '[::1]:http'), "
+            "not '127.0.0.1:8000,[::1]:http'",
+        ),
+        (
+            ["--pid-file", "/no/such/directory/service.pid"],
+            {},
+            "--pid-file: '/no/such/directory/service.pid' must be in an existing "
+            "directory, '/no/such/directory' is not",
+        ),
+        (
+            [],
+            {"PID_FILE": "tests"},
+            "PID_FILE must be a file name, not a directory, not 'tests'",
+        ),
+        (
+            ["--unix-socket-mode", "rw-rw----"],
+            {},
+            "'rw-rw----' must be file permissions in octal, such as 660",
+        ),
+    ],
+)
+def test_bad_input_is_a_usage_error_before_anything_binds(
+    services: type[Service],
+    tmp_path: Path,
+    args: list[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    path = tmp_path / "http.sock"
+    # A valid address first (the command line's beats BIND): it must not
+    # have been bound when the error is found.
+    first = [] if "BIND" in env else ["--bind", f"unix:{path}"]
+    service = cli(services, *first, *args, env=env)
+
+    assert service.wait() == 2
+    assert len(service.lines) == 1, service.output
+    assert message in service.lines[0]
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"bind": "127.0.0.1"}, "bind must be HOST:PORT"),
+        ({"bind": ["127.0.0.1:1", 8000]}, "bind must be text or a list"),
+        ({"pid_file": "/no/such/directory/x.pid"}, "pid_file must be in an existing"),
+        ({"unix_socket_mode": 0o1777}, "unix_socket_mode must be file permissions"),
+    ],
+)
+def test_bad_settings_raise_value_error_from_run(
+    settings: dict[str, object], message: str
+) -> None:
+    def never_called(**settings: object) -> None:
+        raise AssertionError("the factory must not be called")
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        sprockets_http.run(never_called, settings)  # type: ignore[arg-type]
