@@ -87,6 +87,12 @@ def run(
     ``unix_socket_mode``
         Permissions of the unix socket files ``bind`` creates; default
         ``0o660`` (octal text such as ``"660"`` in the environment).
+    ``forwarded_allow_ips``
+        The proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+        believed when ``xheaders`` is on: IP addresses and networks, as a
+        list or comma-separated, or ``*``; default loopback (see
+        :mod:`sprockets_http.forwarded`).  May also be set in the
+        application's settings.
     ``pid_file``
         A file to write the main process's pid to once the sockets are
         bound, removed at exit; starting is refused while it names a
@@ -120,8 +126,9 @@ def run(
         Tornado's debug mode, which also runs one process; else the
         ``DEBUG`` environment variable (``1``, ``true``...).
     ``xheaders``
-        Read by the runner from the application's settings: trust
-        ``X-Forwarded-For`` and friends; default :data:`True`.
+        Read by the runner from the application's settings: believe
+        ``X-Forwarded-For`` and friends from the peers
+        ``forwarded_allow_ips`` allows; default :data:`True`.
     ``max_body_size``, ``max_buffer_size``...
         Read from the application's settings and passed to
         :class:`tornado.httpserver.HTTPServer`.

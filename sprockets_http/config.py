@@ -28,7 +28,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from sprockets_http import _cpus, listen, pidfile
+from sprockets_http import _cpus, forwarded, listen, pidfile
 
 T = TypeVar("T")
 
@@ -243,6 +243,15 @@ UNIX_SOCKET_MODE = Option(
     metavar="MODE",
     default_text="660",
 )
+FORWARDED_ALLOW_IPS = Option(
+    "forwarded_allow_ips",
+    forwarded.AllowList.parse,
+    forwarded.LOOPBACK,
+    "proxies whose X-Forwarded-For/-Proto are believed: addresses and "
+    "networks, comma-separated, or *",
+    per_application=True,
+    metavar="ADDRESSES",
+)
 PID_FILE = Option(
     "pid_file",
     pidfile.path,
@@ -290,6 +299,7 @@ RUN_OPTIONS: tuple[Option[Any], ...] = (
     SHUTDOWN_DELAY,
     SHUTDOWN_LIMIT,
     REUSE_PORT,
+    FORWARDED_ALLOW_IPS,
     PID_FILE,
 )
 """The options :func:`sprockets_http.run` takes out of its settings.

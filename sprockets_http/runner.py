@@ -39,7 +39,7 @@ from typing import Any
 
 from tornado import ioloop, web
 
-from sprockets_http import _lifecycle, _systemd, config, listen, logconfig
+from sprockets_http import _lifecycle, _systemd, config, forwarded, listen, logconfig
 from sprockets_http.app import (
     CallbackManager,
     ShutdownCallback,
@@ -172,6 +172,16 @@ class Runner:
        Kept for compatibility with ``sprockets.http``; nothing polls any
        more, so it has no effect.
 
+    .. attribute:: forwarded_allow_ips
+
+       The peers whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+       believed when the application's ``xheaders`` setting is on (see
+       :mod:`sprockets_http.forwarded`).  Default :data:`None`: the
+       application's ``forwarded_allow_ips`` setting, else the
+       ``FORWARDED_ALLOW_IPS`` environment variable, else loopback.
+
+       .. versionadded:: 3.0.0
+
     .. attribute:: on_stop
 
        Called once, when a stop begins, with the signal number, or
@@ -195,6 +205,7 @@ class Runner:
         self.shutdown_limit = 5.0
         self.shutdown_delay = 0.0
         self.wait_timeout = 1.0
+        self.forwarded_allow_ips: forwarded.AllowList | None = None
         self.on_stop: Callable[[int | None], None] | None = None
         # asyncio.Event binds to a loop when first waited for, not here.
         self._stopping = asyncio.Event()
@@ -365,9 +376,13 @@ class Runner:
         options: dict[str, Any] = {
             key: settings[key] for key in _SERVER_SETTINGS if key in settings
         }
+        allowed = self.forwarded_allow_ips
+        if allowed is None:
+            allowed = config.FORWARDED_ALLOW_IPS.resolve(settings)
         self.server = DrainingHTTPServer(
             self.application.tornado_application,
             xheaders=settings.get("xheaders", True),
+            forwarded_allow_ips=allowed,
             **options,
         )
         self.server.add_sockets(sockets)

@@ -163,9 +163,19 @@ def http_get(
     timeout: float = 10.0,
     *,
     host: str = "127.0.0.1",
+    source: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """GET ``path`` from ``host``:``port`` on a fresh connection."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+    """GET ``path`` from ``host``:``port`` on a fresh connection.
+
+    :param source: the client's own address (e.g. ``127.0.0.2``, which Linux
+        routes to the loopback interface too)
+    """
+    connection = http.client.HTTPConnection(
+        host,
+        port,
+        timeout=timeout,
+        source_address=None if source is None else (source, 0),
+    )
     return _get(connection, path, headers)
 
 

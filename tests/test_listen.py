@@ -1,4 +1,4 @@
-"""Where a service listens, and its PID file.
+"""Where a service listens, whom it believes, and its PID file.
 
 Real processes started with ``python -m sprockets_http``, real sockets: TCP
 on loopback, IPv6 loopback, unix sockets, and a socket handed over as
@@ -7,6 +7,7 @@ systemd's socket activation hands it.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -21,6 +22,7 @@ import pytest
 from support import Service, free_port, http_get, unix_http_get
 
 import sprockets_http
+from sprockets_http import forwarded
 
 FACTORY = "tests.apps.listen_app:make_app"
 SERVING_AT = r"serving on .*\(pid (\d+)\)(?: at (.*))?$"
@@ -284,6 +286,103 @@ def test_listen_fds_for_another_process_are_ignored(
     stop(service)
 
 
+# -- whom to believe ---------------------------------------------------------
+
+FORGED = {
+    "X-Forwarded-For": "203.0.113.7",
+    "X-Real-Ip": "203.0.113.8",
+    "X-Forwarded-Proto": "https",
+}
+
+
+def test_forwarding_headers_are_believed_only_from_allowed_peers(
+    services: type[Service], tmp_path: Path
+) -> None:
+    path = str(tmp_path / "http.sock")
+    port = free_port()
+    service = cli(
+        services,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--bind",
+        f"unix:{path}",
+        "--forwarded-allow-ips",
+        "127.0.0.1",
+    )
+    service.wait_serving()
+
+    untrusted = who(port, headers=FORGED, source="127.0.0.2")
+    trusted = who(port, headers=FORGED, source="127.0.0.1")
+    status, _, body = unix_http_get(path, "/", headers=FORGED)
+    plain = who(port, source="127.0.0.1")  # a trusted peer, no headers
+
+    assert untrusted["remote_ip"] == "127.0.0.2"
+    assert untrusted["protocol"] == "http"
+    assert trusted["remote_ip"] == "203.0.113.8"  # X-Real-Ip wins, as in Tornado
+    assert trusted["protocol"] == "https"
+    assert status == 200
+    assert json.loads(body)["remote_ip"] == "203.0.113.8"
+    assert plain["remote_ip"] == "127.0.0.1"
+    service.wait_for(r"tornado\.access: 127\.0\.0\.1 ")  # the last request's
+    access = [line for line in service.lines if "tornado.access" in line]
+    assert [line.split(": ", 1)[1].split()[0] for line in access] == [
+        "127.0.0.2",
+        "203.0.113.8",
+        "203.0.113.8",
+        "127.0.0.1",
+    ]
+    stop(service)
+
+
+def test_a_trusted_keep_alive_connection_is_believed_request_by_request(
+    services: type[Service],
+) -> None:
+    service = cli(services, "--bind", "127.0.0.1:0")
+    port = service.wait_serving()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    seen = []
+    try:
+        for headers in (FORGED, {}, {"X-Forwarded-For": "198.51.100.1"}):
+            connection.request("GET", "/", headers=headers)
+            seen.append(json.loads(connection.getresponse().read())["remote_ip"])
+    finally:
+        connection.close()
+    assert seen == ["203.0.113.8", "127.0.0.1", "198.51.100.1"]
+    stop(service)
+
+
+def test_xheaders_off_believes_no_peer(services: type[Service]) -> None:
+    service = cli(services, "--forwarded-allow-ips", "*", env={"XHEADERS": "0"})
+    port = service.wait_serving()
+    assert who(port, headers=FORGED)["remote_ip"] == "127.0.0.1"
+    stop(service)
+
+
+@pytest.mark.parametrize(
+    ("setting", "allowed", "refused"),
+    [
+        ("127.0.0.0/8,::1", ["127.0.0.1", "127.9.9.9", "::1"], ["10.0.0.1", "::2"]),
+        (
+            " 10.0.0.0/8 , 2001:db8::/32, 192.0.2.7",
+            ["10.1.2.3", "2001:db8::1", "192.0.2.7", "::ffff:10.0.0.1"],
+            ["192.0.2.8", "2001:db9::1", "127.0.0.1"],
+        ),
+        ("*", ["203.0.113.1", "::1"], []),
+        ("", [], ["127.0.0.1"]),
+        (["10.0.0.1", "fe80::/10"], ["10.0.0.1", "fe80::1%eth0"], ["10.0.0.2"]),
+    ],
+)
+def test_the_allow_list_matches_addresses_and_networks(
+    setting: object, allowed: list[str], refused: list[str]
+) -> None:
+    allow_list = forwarded.AllowList.parse(setting)
+    for address in allowed:
+        assert allow_list.allows(address), address
+    for address in refused:
+        assert not allow_list.allows(address), address
+    assert forwarded.AllowList.parse(str(allow_list)) == allow_list
+
+
 # -- PID file ----------------------------------------------------------------
 
 
@@ -360,6 +459,17 @@ def test_a_file_that_is_not_a_pid_file_is_left_alone(
             "not '127.0.0.1:8000,[::1]:http'",
         ),
         (
+            ["--forwarded-allow-ips", "10.0.0.300"],
+            {},
+            "--forwarded-allow-ips: '10.0.0.300' must be IP addresses and networks",
+        ),
+        (
+            [],
+            {"FORWARDED_ALLOW_IPS": "10.0.0.0/8, proxy.local"},
+            "FORWARDED_ALLOW_IPS must be IP addresses and networks (or *), "
+            "'proxy.local' is neither",
+        ),
+        (
             ["--pid-file", "/no/such/directory/service.pid"],
             {},
             "--pid-file: '/no/such/directory/service.pid' must be in an existing "
@@ -401,6 +511,7 @@ def test_bad_input_is_a_usage_error_before_anything_binds(
     [
         ({"bind": "127.0.0.1"}, "bind must be HOST:PORT"),
         ({"bind": ["127.0.0.1:1", 8000]}, "bind must be text or a list"),
+        ({"forwarded_allow_ips": "10.0.0.0/33"}, "forwarded_allow_ips must be IP"),
         ({"pid_file": "/no/such/directory/x.pid"}, "pid_file must be in an existing"),
         ({"unix_socket_mode": 0o1777}, "unix_socket_mode must be file permissions"),
     ],
