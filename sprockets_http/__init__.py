@@ -118,9 +118,9 @@ def run(
         off, so that a second service started on the same port by mistake
         fails (see :mod:`sprockets_http.listen`).
 
-    ``shutdown_delay`` and ``shutdown_limit`` may also be set in the
-    settings of the application the factory returns.  Settings passed on to
-    the factory:
+    ``shutdown_delay``, ``shutdown_limit`` and ``forwarded_allow_ips`` may
+    also be set in the settings of the application the factory returns.
+    Settings passed on to the factory:
 
     ``debug``
         Tornado's debug mode, which also runs one process; else the

@@ -63,11 +63,12 @@ class AllowList:
         else:
             raise ValueError("must be IP addresses and networks, comma-separated")
         networks: list[_Network] = []
+        everyone = False
         for entry in entries:
             text = str(entry).strip()
             if text == "*":
-                return cls(everyone=True)
-            if not text:
+                everyone = True
+            if text in ("", "*"):
                 continue
             try:
                 networks.append(ipaddress.ip_network(text, strict=False))
@@ -76,7 +77,7 @@ class AllowList:
                 if len(entries) > 1:  # else the caller names the entry
                     message += f", {text!r} is neither"
                 raise ValueError(message) from None
-        return cls(tuple(networks))
+        return cls(everyone=True) if everyone else cls(tuple(networks))
 
     def __str__(self) -> str:
         if self.everyone:

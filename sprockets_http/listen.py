@@ -141,13 +141,13 @@ def parse_address(text: str) -> Address:
         return UnixAddress(path)
     if text.startswith("fd://"):
         number = text[len("fd://") :]
-        if not number.isdigit():
+        if not _is_number(number):
             raise ValueError("must be fd:// and a file descriptor number")
         return FDAddress(int(number))
     match = _TCP.fullmatch(text)
     if match is None:
         raise ValueError(f"must be {_FORMS}")
-    if not match["port"].isdigit() or not 0 <= int(match["port"]) <= 65535:
+    if not _is_number(match["port"]) or not 0 <= int(match["port"]) <= 65535:
         raise ValueError("must end with a port number (0 to 65535)")
     host = match["ipv6"] or match["host"]
     return TCPAddress(None if host in ("", "*") else host, int(match["port"]))
@@ -275,7 +275,7 @@ def inherited() -> list[socket.socket]:
     os.environ.pop("LISTEN_FDNAMES", None)
     if pid is None or count is None or pid.strip() != str(os.getpid()):
         return []
-    if not count.strip().isdigit():
+    if not _is_number(count.strip()):
         raise ListenError("LISTEN_FDS", f"{count!r} is not a number of sockets")
     sockets: list[socket.socket] = []
     for fd in range(LISTEN_FDS_START, LISTEN_FDS_START + int(count)):
@@ -424,6 +424,11 @@ def _remove_stale_socket(path: str) -> None:
         except TimeoutError:
             pass
     raise OSError(errno.EADDRINUSE, "another process listens on it")
+
+
+def _is_number(text: str) -> bool:
+    # str.isdigit() alone accepts digits int() refuses, such as "²".
+    return text.isascii() and text.isdigit()
 
 
 def _reason(error: Exception) -> str:

@@ -113,7 +113,7 @@ class PidFile:
             ) from None
         if not text:
             return None  # a write cut short
-        if not text.isdigit():
+        if not (text.isascii() and text.isdigit()):
             raise PidFileError(
                 f"PID file {self.path!r} does not hold a process id: {text[:20]!r}"
             )

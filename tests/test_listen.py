@@ -19,10 +19,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import Service, free_port, http_get, unix_http_get
 
 import sprockets_http
-from sprockets_http import forwarded
+from sprockets_http import forwarded, listen
 
 FACTORY = "tests.apps.listen_app:make_app"
 SERVING_AT = r"serving on .*\(pid (\d+)\)(?: at (.*))?$"
@@ -524,3 +526,21 @@ def test_bad_settings_raise_value_error_from_run(
 
     with pytest.raises(ValueError, match=re.escape(message)):
         sprockets_http.run(never_called, settings)  # type: ignore[arg-type]
+
+
+@given(st.text())
+def test_any_text_is_an_address_list_or_a_value_error(text: str) -> None:
+    try:
+        parsed = listen.addresses(text)
+    except ValueError:
+        return
+    assert listen.addresses(list(parsed)) == parsed
+
+
+@given(st.text())
+def test_any_text_is_an_allow_list_or_a_value_error(text: str) -> None:
+    try:
+        allow_list = forwarded.AllowList.parse(text)
+    except ValueError:
+        return
+    assert forwarded.AllowList.parse(str(allow_list)) == allow_list
