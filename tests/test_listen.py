@@ -11,11 +11,11 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from support import Service, free_port, http_get, unix_http_get
 
 import sprockets_http
 from sprockets_http import forwarded, listen
+from sprockets_http.__main__ import main
 
 FACTORY = "tests.apps.listen_app:make_app"
 SERVING_AT = r"serving on .*\(pid (\d+)\)(?: at (.*))?$"
@@ -36,8 +37,18 @@ def cli(
     env: dict[str, str | None] | None = None,
     **kwargs: object,
 ) -> Service:
+    # One process unless a test asks for more (the last --procs wins).
     return services(
-        ["-m", "sprockets_http", "--log-format", "text", *args, FACTORY],
+        [
+            "-m",
+            "sprockets_http",
+            "--log-format",
+            "text",
+            "--procs",
+            "1",
+            *args,
+            FACTORY,
+        ],
         env=env,
         **kwargs,  # type: ignore[arg-type]
     )
@@ -48,8 +59,15 @@ def stop(service: Service) -> None:
     assert service.wait() == 0, service.output
 
 
-def who(port: int, **kwargs: object) -> dict[str, object]:
-    status, _, body = http_get(port, "/", **kwargs)  # type: ignore[arg-type]
+def who(
+    port: int,
+    headers: dict[str, str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    source: str | None = None,
+) -> dict[str, object]:
+    """Whom the service believes it is talking to: pid, remote_ip, protocol."""
+    status, _, body = http_get(port, "/", headers, host=host, source=source)
     assert status == 200
     return dict(json.loads(body))
 
@@ -65,6 +83,8 @@ def non_loopback_ipv4() -> str | None:
             address = ""
     if address and not address.startswith("127."):
         return address
+    if shutil.which("ip") is None:
+        return None
     listing = subprocess.run(
         ["ip", "-4", "-o", "addr"], capture_output=True, text=True, check=False
     ).stdout
@@ -129,8 +149,8 @@ def test_ipv6_and_a_unix_socket_are_served_by_every_worker(
     serving = [m for m in map(re.compile(SERVING_AT).search, service.lines) if m]
     assert len(serving) == 2
     for match in serving:
-        assert re.fullmatch(rf"\[::1\]:\d+, unix:{re.escape(path)}", match.group(2))
-    port = int(serving[0].group(2).split("]:")[1].split(",")[0])
+        assert re.fullmatch(rf"\[::1\]:(\d+), unix:{re.escape(path)}", match.group(2))
+    port = int(re.findall(r"\[::1\]:(\d+)", serving[0].group(2))[0])
 
     assert who(port, host="::1")["remote_ip"] == "::1"
     status, _, body = unix_http_get(path, "/")
@@ -206,7 +226,7 @@ def test_an_inherited_fd_is_served(services: type[Service]) -> None:
         listening.listen()
         port = listening.getsockname()[1]
         fd = listening.fileno()
-        service = cli(services, "--procs", "1", "--bind", f"fd://{fd}", pass_fds=[fd])
+        service = cli(services, "--bind", f"fd://{fd}", pass_fds=[fd])
         assert service.wait_serving() == port
         assert who(port)["pid"] == service.pid
         stop(service)
@@ -407,14 +427,10 @@ def test_the_pid_file_lifecycle(services: type[Service], tmp_path: Path) -> None
 
 
 def test_a_stale_pid_file_is_replaced(services: type[Service], tmp_path: Path) -> None:
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    with subprocess.Popen(["true"]) as dead:
+        pass  # waited for: its pid names no process now
     pid_file = tmp_path / "service.pid"
-    pid_file.write_text(dead.stdout)
+    pid_file.write_text(f"{dead.pid}\n")
 
     service = cli(services, "--pid-file", str(pid_file))
     service.wait_serving()
@@ -446,24 +462,11 @@ def test_a_file_that_is_not_a_pid_file_is_left_alone(
             "--bind: 'localhost' must be HOST:PORT, [IPV6]:PORT, :PORT, "
             "unix:PATH or fd://N",
         ),
-        (["--bind", "::1:8000"], {}, "--bind: '::1:8000' must be HOST:PORT"),
-        (
-            ["--bind", "127.0.0.1:65536"],
-            {},
-            "--bind: '127.0.0.1:65536' must end with a port number (0 to 65535)",
-        ),
-        (["--bind", "unix:"], {}, "--bind: 'unix:' must name a file after unix:"),
-        (["--bind", "fd://x"], {}, "'fd://x' must be fd:// and a file descriptor"),
         (
             [],
             {"BIND": "127.0.0.1:8000,[::1]:http"},
             "BIND must end with a port number (0 to 65535) (at '[::1]:http'), "
             "not '127.0.0.1:8000,[::1]:http'",
-        ),
-        (
-            ["--forwarded-allow-ips", "10.0.0.300"],
-            {},
-            "--forwarded-allow-ips: '10.0.0.300' must be IP addresses and networks",
         ),
         (
             [],
@@ -472,20 +475,9 @@ def test_a_file_that_is_not_a_pid_file_is_left_alone(
             "'proxy.local' is neither",
         ),
         (
-            ["--pid-file", "/no/such/directory/service.pid"],
-            {},
-            "--pid-file: '/no/such/directory/service.pid' must be in an existing "
-            "directory, '/no/such/directory' is not",
-        ),
-        (
             [],
             {"PID_FILE": "tests"},
             "PID_FILE must be a file name, not a directory, not 'tests'",
-        ),
-        (
-            ["--unix-socket-mode", "rw-rw----"],
-            {},
-            "'rw-rw----' must be file permissions in octal, such as 660",
         ),
     ],
 )
@@ -506,6 +498,45 @@ def test_bad_input_is_a_usage_error_before_anything_binds(
     assert len(service.lines) == 1, service.output
     assert message in service.lines[0]
     assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bind", "::1:8000"], "--bind: '::1:8000' must be HOST:PORT"),
+        (
+            ["--bind", "127.0.0.1:65536"],
+            "--bind: '127.0.0.1:65536' must end with a port number (0 to 65535)",
+        ),
+        (["--bind", "unix:"], "--bind: 'unix:' must name a file after unix:"),
+        (["--bind", "fd://x"], "'fd://x' must be fd:// and a file descriptor"),
+        (
+            ["--forwarded-allow-ips", "10.0.0.300"],
+            "--forwarded-allow-ips: '10.0.0.300' must be IP addresses and networks",
+        ),
+        (
+            ["--pid-file", "/no/such/directory/service.pid"],
+            "--pid-file: '/no/such/directory/service.pid' must be in an existing "
+            "directory, '/no/such/directory' is not",
+        ),
+        (
+            ["--unix-socket-mode", "rw-rw----"],
+            "'rw-rw----' must be file permissions in octal, such as 660",
+        ),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    # The command line refuses these before it imports the factory: checked
+    # in this process, quicker than a process each.
+    with pytest.raises(SystemExit) as exit:
+        main([*args, "no_such_module:make_app"])
+
+    assert exit.value.code == 2
+    error = capsys.readouterr().err
+    assert len(error.splitlines()) == 1
+    assert message in error
 
 
 @pytest.mark.parametrize(
