@@ -17,7 +17,9 @@ import typing
 from collections.abc import Awaitable
 from typing import Any
 
-from tornado import http1connection, httpserver, httputil
+from tornado import http1connection, httputil
+
+from sprockets_http.forwarded import ForwardedHTTPServer
 
 FIRST_REQUEST_GRACE = 1.0
 """Seconds a connection accepted just before a drain has to send a request.
@@ -30,8 +32,12 @@ for the whole ``shutdown_limit``.
 """
 
 
-class DrainingHTTPServer(httpserver.HTTPServer):
+class DrainingHTTPServer(ForwardedHTTPServer):
     """An :class:`~tornado.httpserver.HTTPServer` that can drain.
+
+    It believes forwarding headers only from the peers its
+    ``forwarded_allow_ips`` argument allows (see
+    :class:`~sprockets_http.forwarded.ForwardedHTTPServer`).
 
     It knows which connections sit idle between requests.  Once draining,
     it closes idle connections at once and every other connection as soon

@@ -35,6 +35,8 @@ class Service:
     :param env: variables added to a copy of this process's environment
         (:data:`None` removes a variable); ``PORT`` defaults to ``0`` so the
         kernel picks a free port
+    :param pass_fds: file descriptors the program inherits, as numbered here
+    :param wrapper: a command that runs ``python`` (e.g. ``taskset -c 0``)
     :param terminal: run it on a pseudo-terminal, its controlling terminal,
         as in a shell's foreground (see :meth:`interrupt`)
     """
@@ -43,6 +45,9 @@ class Service:
         self,
         args: Sequence[str],
         env: Mapping[str, str | None] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
+        wrapper: Sequence[str] = (),
         terminal: bool = False,
     ):
         environment = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
@@ -54,35 +59,34 @@ class Service:
                 environment.pop(name, None)
             else:
                 environment[name] = value
+        # Where its output comes from: a pipe, or the terminal's master side.
         self._terminal: int | None = None
         if terminal:
             self._terminal, tty = os.openpty()
-            self.process = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=ROOT,
-                env=environment,
-                stdin=tty,
-                stdout=tty,
-                stderr=tty,
-                start_new_session=True,
-                # In its new session, the terminal becomes its controlling one.
-                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-            )
+            streams = {"stdin": tty, "stdout": tty, "stderr": tty}
+        else:
+            streams = {
+                "stdin": subprocess.DEVNULL,
+                "stdout": subprocess.PIPE,
+                "stderr": subprocess.STDOUT,
+            }
+        self.process = subprocess.Popen(
+            [*wrapper, sys.executable, *args],
+            cwd=ROOT,
+            pass_fds=pass_fds,
+            env=environment,
+            start_new_session=True,
+            text=True,
+            # In its new session, the terminal becomes its controlling one.
+            preexec_fn=_take_terminal if terminal else None,
+            **streams,
+        )
+        if self._terminal is not None:
             os.close(tty)
             self._output: IO[str] = open(  # noqa: SIM115 (closed by _read)
                 self._terminal, encoding="utf-8", errors="replace", closefd=False
             )
         else:
-            self.process = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=ROOT,
-                env=environment,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                text=True,
-            )
             assert self.process.stdout is not None
             self._output = self.process.stdout
         self.lines: list[str] = []
@@ -179,6 +183,10 @@ class Service:
             self._terminal = None
 
 
+def _take_terminal() -> None:
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def free_port() -> int:
     """A TCP port that nothing listens on right now, for a service to bind."""
     with socket.socket() as sock:
@@ -191,9 +199,50 @@ def http_get(
     path: str = "/",
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    *,
+    host: str = "127.0.0.1",
+    source: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """GET ``path`` from 127.0.0.1:``port`` on a fresh connection."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """GET ``path`` from ``host``:``port`` on a fresh connection.
+
+    :param source: the client's own address (e.g. ``127.0.0.2``, which Linux
+        routes to the loopback interface too)
+    """
+    connection = http.client.HTTPConnection(
+        host,
+        port,
+        timeout=timeout,
+        source_address=None if source is None else (source, 0),
+    )
+    return _get(connection, path, headers)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def unix_http_get(
+    socket_path: str,
+    path: str = "/",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` over the unix socket ``socket_path`` on a fresh connection."""
+    return _get(_UnixConnection(socket_path, timeout), path, headers)
+
+
+def _get(
+    connection: http.client.HTTPConnection,
+    path: str,
+    headers: Mapping[str, str] | None,
+) -> tuple[int, dict[str, str], bytes]:
     try:
         connection.request("GET", path, headers=dict(headers or {}))
         response = connection.getresponse()

@@ -82,8 +82,14 @@ def test_sighup_serves_the_code_on_disk_without_failing_a_request(
 ) -> None:
     sock, name = notify_socket
     # Replaced workers must not wait for the shutdown_delay, nor fail /health.
+    pid_file = module.parent / "service.pid"  # the check must not trip on it
     service, port, old = start(
-        services, module, command, SHUTDOWN_DELAY="30", NOTIFY_SOCKET=name
+        services,
+        module,
+        command,
+        SHUTDOWN_DELAY="30",
+        NOTIFY_SOCKET=name,
+        PID_FILE=str(pid_file),
     )
     assert sock.recv(64) == b"READY=1"
     assert version(port)[0] == "one"
@@ -108,6 +114,7 @@ def test_sighup_serves_the_code_on_disk_without_failing_a_request(
     assert {version(port) for _ in range(10)} <= {("two", pid) for pid in new}
     assert sock.recv(64).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
     assert sock.recv(64) == b"READY=1"
+    assert pid_file.read_text() == f"{service.pid}\n"
 
 
 def test_sighup_keeps_the_old_workers_when_the_new_code_fails_to_import(
