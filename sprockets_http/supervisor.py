@@ -668,8 +668,10 @@ class Supervisor:
         worker.cause = cause
         worker.kill_at = time.monotonic() + budget + KILL_MARGIN
 
-    def _kill(self, worker: _Worker, reason: str) -> None:
-        LOGGER.error("killing worker %d: %s", worker.pid, reason)
+    def _kill(self, worker: _Worker, reason: str | None) -> None:
+        """SIGKILL ``worker``; ``reason`` is logged unless it is :data:`None`."""
+        if reason is not None:
+            LOGGER.error("killing worker %d: %s", worker.pid, reason)
         worker.kill_at = None
         _signal_worker(worker.pid, signal.SIGKILL)
         if self._stopping and self._exit_status == 0:
@@ -716,7 +718,7 @@ class Supervisor:
             worker.pid,
             time.monotonic() - worker.last_beat,
         )
-        self._kill(worker, "its event loop is blocked")
+        self._kill(worker, None)  # the record above says so
 
     # -- changing the workers while serving --------------------------------
 
