@@ -13,18 +13,21 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
-import logging.config
 import math
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tornado import web
+# Nothing heavy at import time: pytest imports this package in every run of
+# an environment it is installed in, for its plugin (sprockets_http.pytest_plugin).
+if TYPE_CHECKING:
+    from tornado import web
 
-from sprockets_http import app, logconfig, runner, supervisor
-from sprockets_http.app import CallbackManager
+    from sprockets_http import app, logconfig, runner, supervisor
+    from sprockets_http.app import CallbackManager
 
 __version__ = "3.0.0"
 
@@ -95,6 +98,10 @@ def run(
         its per-request instrumentation would still cost about a third of
         the service's throughput.
     """
+    import logging.config
+
+    from sprockets_http import logconfig, runner, supervisor
+
     app_settings = dict(settings or {})
     runner_settings = {
         key: app_settings.pop(key) for key in RUNNER_SETTINGS if key in app_settings
@@ -204,3 +211,14 @@ def _init_sentry(
         options["environment"] = environment
     options.update(overrides or {})
     sentry_sdk.init(**options)
+
+
+_SUBMODULES = frozenset({"app", "logconfig", "runner", "supervisor"})
+
+
+def __getattr__(name: str) -> Any:
+    # ``import sprockets_http`` then ``sprockets_http.app.Application``
+    # keeps working although the submodules are imported on first use.
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

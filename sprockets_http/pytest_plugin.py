@@ -1,8 +1,8 @@
-"""The ``sprockets_app`` pytest fixture, for pytest-tornado users.
+"""The ``sprockets_app`` pytest fixture.
 
 pytest loads this plugin by itself once ``sprockets_http`` is installed.  A
-test module provides pytest-tornado's ``app`` fixture as usual and asks for
-``sprockets_app`` to have the lifecycle callbacks run around the test::
+test module provides an ``app`` fixture and asks for ``sprockets_app`` to
+have the lifecycle callbacks run around the test::
 
     @pytest.fixture
     def app():
@@ -11,16 +11,48 @@ test module provides pytest-tornado's ``app`` fixture as usual and asks for
     @pytest.mark.gen_test
     async def test_hello(sprockets_app, http_client, base_url):
         response = await http_client.fetch(base_url + '/')
+
+The ``io_loop``, ``http_server``, ``http_client``, ``http_port`` and
+``base_url`` fixtures and the ``gen_test`` marker are pytest-tornado's when
+it is installed; otherwise this plugin provides them (see *Testing a
+service* in the documentation).
+
+Loading this plugin costs a pytest run that does not use it next to
+nothing: it imports neither Tornado nor the rest of ``sprockets_http``
+until a fixture or a ``gen_test`` test needs them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from tornado import ioloop, web
 
-from sprockets_http.app import CallbackManager, wrap_application
+if TYPE_CHECKING:
+    from tornado import ioloop, web
+
+    from sprockets_http.app import CallbackManager
+
+PYTEST_TORNADO = ("tornado", "pytest_tornado.plugin")
+"""The names pytest-tornado's plugin is registered under: its entry point's,
+or its module's when it is named with ``-p`` or ``pytest_plugins``."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Provide pytest-tornado's fixtures and marker unless it is loaded.
+
+    Every plugin named by an entry point, ``-p`` or a root ``conftest.py``
+    is registered before this hook runs, so the check sees pytest-tornado
+    however it was loaded; ``-p no:tornado`` turns it off and ours on.
+    """
+    manager = config.pluginmanager
+    if any(manager.hasplugin(name) for name in PYTEST_TORNADO):
+        return
+    from sprockets_http import _pytest_tornado
+
+    manager.register(_pytest_tornado, "sprockets_http.tornado")
+    config.addinivalue_line("markers", _pytest_tornado.GEN_TEST_MARKER)
 
 
 @pytest.fixture
@@ -35,6 +67,8 @@ def sprockets_app(
 
     .. versionadded:: 3.0.0
     """
+    from sprockets_http.app import wrap_application
+
     managed = wrap_application(app)
     io_loop.run_sync(lambda: managed.run_before_run(io_loop))
     io_loop.run_sync(lambda: managed.run_on_start(io_loop))
