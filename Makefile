@@ -1,32 +1,39 @@
 # Everything a fresh machine with only Python needs: `make run`, `make test`.
+# PYTHON picks the interpreter of .venv, e.g. `make test PYTHON=python3.12`;
+# .venv is made anew when it was made with another Python version.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PYTHON_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+ifeq ($(PYTHON_VERSION),)
+$(error $(PYTHON) does not run; set PYTHON to a Python 3.10 or newer)
+endif
+VENV_PYTHON := $(VENV)/.python-$(PYTHON_VERSION)
 STAMP  := $(VENV)/.installed-dev
-# Only the folders that exist: examples/ and benchmarks/ may not be there yet.
-LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs)
+# Only the folders that exist: ruff fails on a missing path.
+LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs noxfile.py)
 
-.PHONY: run test lint typecheck pytest docs bench clean
+.PHONY: run test lint typecheck pytest docs matrix bench clean
 
-$(BIN)/python:
+$(VENV_PYTHON):
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	touch $@
 
 # The example extension package too: a test discovers its entry point.
 EXAMPLE_PACKAGE := examples/extension_package
 
-# Reinstall whenever the dependency list changes.
-$(STAMP): pyproject.toml $(EXAMPLE_PACKAGE)/pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e $(EXAMPLE_PACKAGE)
+# Reinstall whenever the dependency list or the interpreter changes.
+$(STAMP): pyproject.toml $(EXAMPLE_PACKAGE)/pyproject.toml $(VENV_PYTHON)
+	$(BIN)/python -m pip install --quiet --group dev \
+		-e '.[mediatype,sentry]' -e $(EXAMPLE_PACKAGE)
 	touch $@
 
 run: $(STAMP)
 	$(BIN)/python -m examples.hello
 
 test: lint typecheck pytest docs
-
-# Only the folders that exist yet: ruff fails on a missing path.
-LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -44,8 +51,13 @@ pytest: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
 
+# The test suite on every supported Python and on the lowest declared
+# versions (see noxfile.py; `$(BIN)/nox -l` lists the sessions).
+matrix: $(STAMP)
+	$(BIN)/nox
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build .nox .coverage .mypy_cache .pytest_cache .ruff_cache
