@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-dev
 # Only the folders that exist: ruff fails on a missing path.
 LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs noxfile.py)
 
-.PHONY: run test lint typecheck pytest docs matrix bench clean
+.PHONY: run test lint typecheck pytest docs matrix dist bench clean
 
 $(VENV_PYTHON):
 	rm -rf $(VENV)
@@ -52,12 +52,17 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
 
 # The test suite on every supported Python and on the lowest declared
-# versions (see noxfile.py; `$(BIN)/nox -l` lists the sessions).
+# versions, the built sdist's own tests, and the documented pytest example
+# in bare environments (see noxfile.py; `$(BIN)/nox -l` lists the sessions).
 matrix: $(STAMP)
 	$(BIN)/nox
+
+# sdist and wheel in dist/, checked as PyPI would show them.
+dist: $(STAMP)
+	$(BIN)/nox --session dist
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build .nox .coverage .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist .nox .coverage .mypy_cache .pytest_cache .ruff_cache

@@ -5,6 +5,10 @@
 * ``minimum``: the test suite, under coverage, on the oldest supported Python
   with the lowest version every lower bound in pyproject.toml allows; so the
   bounds are the tested ones.
+* ``dist``: the sdist and the wheel in ``dist/``, checked as PyPI shows them.
+* ``sdist``: the test suite of the unpacked sdist, as a packager runs it.
+* ``example``: the pytest example of docs/testing.rst in an environment
+  with only pytest and the wheel installed, then with pytest-tornado too.
 
 Environments are made by uv.  Interpreters are found on ``PATH`` and in
 pyenv's versions, activated or not; none is downloaded.
@@ -14,6 +18,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
+import tarfile
+import tempfile
+import zipfile
 
 import nox
 
@@ -46,6 +54,8 @@ def _pyenv_pythons_on_path() -> None:
 _pyenv_pythons_on_path()
 ROOT = pathlib.Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+DIST = ROOT / "dist"
+EXAMPLE_TEST = ROOT / "examples" / "testing" / "test_orders.py"
 EXTRAS = ".[mediatype,sentry]"
 EXTENSION_PACKAGE = "examples/extension_package"
 
@@ -101,3 +111,76 @@ def minimum(session: nox.Session) -> None:
     # cases must still be collected (Tornado < 6.4.1 broke there).
     session.install("--upgrade", "pytest")
     session.run("pytest", "--collect-only", "-qq", "-p", "no:cacheprovider")
+
+
+@nox.session
+def dist(session: nox.Session) -> None:
+    session.install("build[uv]", "twine")
+    shutil.rmtree(DIST, ignore_errors=True)
+    session.run(
+        "python", "-m", "build", "--installer=uv", "--outdir", str(DIST), silent=True
+    )
+    session.run("twine", "check", "--strict", *map(str, DIST.iterdir()))
+    wheel_names = zipfile.ZipFile(_built("*.whl")).namelist()
+    if not any(name.endswith(".dist-info/licenses/LICENSE") for name in wheel_names):
+        session.error("the wheel has no LICENSE")
+    with tarfile.open(_built("*.tar.gz")) as sdist:
+        top = sdist.getnames()[0].split("/")[0]
+        missing = {
+            "LICENSE",
+            "tests/conftest.py",
+            "tests/apps/__init__.py",
+            "examples/hello/__main__.py",
+            f"{EXTENSION_PACKAGE}/pyproject.toml",
+            str(EXAMPLE_TEST.relative_to(ROOT)),
+        } - {name.removeprefix(top + "/") for name in sdist.getnames()}
+    if missing:
+        session.error(f"the sdist lacks {', '.join(sorted(missing))}")
+
+
+@nox.session(requires=["dist"])
+def sdist(session: nox.Session) -> None:
+    unpacked = pathlib.Path(session.create_tmp()) / "sdist"
+    shutil.rmtree(unpacked, ignore_errors=True)
+    with tarfile.open(_built("*.tar.gz")) as archive:
+        archive.extractall(unpacked, filter="data")
+    (source,) = unpacked.iterdir()
+    pyproject = nox.project.load_toml(source / "pyproject.toml")
+    session.chdir(source)
+    session.install(
+        f"{_built('*.tar.gz')}[mediatype,sentry]",
+        EXTENSION_PACKAGE,
+        *_test_requirements(pyproject),
+    )
+    # The installed package, not the unpacked source, is under test.
+    shutil.rmtree(source / "sprockets_http")
+    session.run("pytest", *session.posargs)
+
+
+# On the newest Python, where pytest-tornado needs the most help to install.
+@nox.session(python=PYTHONS[-1], requires=["dist"])
+@nox.parametrize("pytest_tornado", [False, True], ids=["bare", "pytest-tornado"])
+def example(session: nox.Session, pytest_tornado: bool) -> None:
+    requirements = [str(_built("*.whl")), "pytest"]
+    if pytest_tornado:
+        # pytest-tornado 0.8.1 imports pkg_resources, which setuptools
+        # dropped in version 81 and new environments no longer have.
+        requirements += ["pytest-tornado", "setuptools<81"]
+    session.install(*requirements)
+    # Outside this checkout, so that pytest sees none of its configuration.
+    with tempfile.TemporaryDirectory(prefix="sprockets-http-example-") as project:
+        shutil.copy(EXAMPLE_TEST, project)
+        session.chdir(project)
+        session.run("pytest", "-v", "-p", "no:cacheprovider", *session.posargs)
+        # The fixtures came from the plugin that should provide them, and
+        # only from that one.
+        listing = str(session.run("pytest", "--fixtures", silent=True))
+    ours, theirs = "sprockets_http._pytest_tornado", "pytest_tornado.plugin"
+    expected, unexpected = (theirs, ours) if pytest_tornado else (ours, theirs)
+    if f"defined from {expected} " not in listing or unexpected in listing:
+        session.error(f"io_loop and its kin should come from {expected} alone")
+
+
+def _built(pattern: str) -> pathlib.Path:
+    (path,) = DIST.glob(pattern)
+    return path
