@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed-dev
 # Only the folders that exist: ruff fails on a missing path.
 LINT_PATHS := $(wildcard sprockets_http tests examples benchmarks docs noxfile.py)
 
-.PHONY: run test lint typecheck pytest docs matrix dist bench clean
+.PHONY: run test lint typecheck pytest docs dot matrix dist bench clean
 
 $(VENV_PYTHON):
 	rm -rf $(VENV)
@@ -48,7 +48,18 @@ pytest: $(STAMP)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-docs: $(STAMP)
+# The lifecycle diagram is drawn by Graphviz's `dot` (Debian's graphviz).
+dot:
+	@command -v dot >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq graphviz >/dev/null; \
+		else \
+			echo "The docs need Graphviz's dot: install the graphviz package." >&2; \
+			exit 1; \
+		fi; }
+
+docs: $(STAMP) dot
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
 
 # The test suite on every supported Python and on the lowest declared
