@@ -121,7 +121,8 @@ def dist(session: nox.Session) -> None:
         "python", "-m", "build", "--installer=uv", "--outdir", str(DIST), silent=True
     )
     session.run("twine", "check", "--strict", *map(str, DIST.iterdir()))
-    wheel_names = zipfile.ZipFile(_built("*.whl")).namelist()
+    with zipfile.ZipFile(_built("*.whl")) as wheel:
+        wheel_names = wheel.namelist()
     if not any(name.endswith(".dist-info/licenses/LICENSE") for name in wheel_names):
         session.error("the wheel has no LICENSE")
     with tarfile.open(_built("*.tar.gz")) as sdist:
