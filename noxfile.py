@@ -141,7 +141,7 @@ def dist(session: nox.Session) -> None:
 
 @nox.session(requires=["dist"])
 def sdist(session: nox.Session) -> None:
-    unpacked = pathlib.Path(session.create_tmp()) / "sdist"
+    unpacked = pathlib.Path(session.create_tmp()).resolve() / "sdist"
     shutil.rmtree(unpacked, ignore_errors=True)
     with tarfile.open(_built("*.tar.gz")) as archive:
         archive.extractall(unpacked, filter="data")
