@@ -2,9 +2,9 @@
 
 :class:`DrainingHTTPServer` is the :class:`tornado.httpserver.HTTPServer`
 the runner serves with.  It knows which connections sit idle between
-requests, so that when the runner drains it, it can stop listening, close
-idle connections at once, close every other connection as soon as its
-request is answered, and say when none is left.
+requests, so that when the runner drains it, it can stop listening, answer
+what still arrives with ``Connection: close``, close idle connections once
+they have been quiet for a moment, and say when none is left.
 
 .. versionadded:: 3.0.0
 """
@@ -29,17 +29,29 @@ a browser or proxy) is closed after this long instead of holding the drain
 for the whole ``shutdown_limit``.
 """
 
+KEEP_ALIVE_QUIET = 0.5
+"""Seconds an idle keep-alive connection stays open once a drain began.
+
+A client may be sending its next request on a kept-alive connection at the
+very moment the drain begins; closing the connection then would fail that
+request.  So once draining, every request is answered with
+``Connection: close`` (the client's next request opens a new connection,
+which another process accepts), and a connection waiting for a request is
+closed only after it has been quiet this long.
+"""
+
 
 class DrainingHTTPServer(httpserver.HTTPServer):
     """An :class:`~tornado.httpserver.HTTPServer` that can drain.
 
     It knows which connections sit idle between requests.  Once draining,
-    it closes idle connections at once and every other connection as soon
-    as its request is answered, and resolves a future when none are left.
+    it answers every request with ``Connection: close``, closes idle
+    connections after :data:`KEEP_ALIVE_QUIET` seconds without a request,
+    and resolves a future when none are left.
 
-    A connection that has not sent its first request yet is not closed at
-    once: it was accepted just before the drain and its request may be on
-    its way.  It gets :data:`FIRST_REQUEST_GRACE` seconds to send it.
+    A connection that has not sent its first request yet gets
+    :data:`FIRST_REQUEST_GRACE` seconds to send it: it was accepted just
+    before the drain and its request may be on its way.
     """
 
     def initialize(self, *args: Any, **kwargs: Any) -> None:
@@ -63,11 +75,10 @@ class DrainingHTTPServer(httpserver.HTTPServer):
         if conn not in self._accepted:
             self._accepted.add(conn)
             waiting = self._silent
-        elif self._draining:
-            conn.stream.close()
-            return delegate
         else:
             waiting = self._idle
+            if self._draining:
+                self._close_when_quiet(conn)
         waiting.add(conn)
         return _RequestTracker(delegate, waiting, conn)
 
@@ -81,18 +92,23 @@ class DrainingHTTPServer(httpserver.HTTPServer):
             self._drain_done()
 
     def begin_drain(self) -> None:
-        """Stop listening, close idle connections, and silent ones soon.
+        """Stop listening and let connections finish.
 
-        Connections that have not sent a request yet get
-        :data:`FIRST_REQUEST_GRACE` seconds to send one.
+        From now on every request is answered with ``Connection: close``.
+        Idle connections are closed once quiet for
+        :data:`KEEP_ALIVE_QUIET` seconds; connections that have not sent a
+        request yet get :data:`FIRST_REQUEST_GRACE` seconds to send one.
         """
         if self._draining:
             return
         self.stop()
         self._draining = True
+        # Read as each request's headers arrive: the answer says
+        # "Connection: close" and the connection closes after it.
+        self.conn_params.no_keep_alive = True
         self._drained = asyncio.get_running_loop().create_future()
-        for conn in list(self._idle):
-            conn.stream.close()
+        for conn in self._idle:
+            self._close_when_quiet(conn)
         if self._silent:
             asyncio.get_running_loop().call_later(
                 FIRST_REQUEST_GRACE, self._close_silent
@@ -102,6 +118,16 @@ class DrainingHTTPServer(httpserver.HTTPServer):
 
     def _close_silent(self) -> None:
         for conn in list(self._silent):
+            conn.stream.close()
+
+    def _close_when_quiet(self, conn: http1connection.HTTP1ServerConnection) -> None:
+        # A request arriving meanwhile takes the connection out of _idle.
+        asyncio.get_running_loop().call_later(
+            KEEP_ALIVE_QUIET, self._close_if_idle, conn
+        )
+
+    def _close_if_idle(self, conn: http1connection.HTTP1ServerConnection) -> None:
+        if conn in self._idle:
             conn.stream.close()
 
     def abandon_drain(self) -> None:
