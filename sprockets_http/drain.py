@@ -2,9 +2,14 @@
 
 :class:`DrainingHTTPServer` is the :class:`tornado.httpserver.HTTPServer`
 the runner serves with.  It knows which connections sit idle between
-requests, so that when the runner drains it, it can stop listening, answer
-what still arrives with ``Connection: close``, close idle connections once
-they have been quiet for a moment, and say when none is left.
+requests, and which WebSockets are open (see
+:mod:`sprockets_http.websockets`), so that when the runner drains it, it can
+stop listening, answer what still arrives with ``Connection: close``, close
+idle connections once they have been quiet for a moment, tell every
+WebSocket to go, and say when no connection is left.
+
+:func:`notice` tells the code serving an application that its process began
+to drain, so that a long poll or an endless stream can finish early.
 
 .. versionadded:: 3.0.0
 """
@@ -14,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import typing
+import weakref
 from collections.abc import Awaitable
 from typing import Any
 
-from tornado import http1connection, httpserver, httputil
+from tornado import http1connection, httpserver, httputil, web
+
+from sprockets_http import websockets
 
 FIRST_REQUEST_GRACE = 1.0
 """Seconds a connection accepted just before a drain has to send a request.
@@ -40,14 +48,24 @@ which another process accepts), and a connection waiting for a request is
 closed only after it has been quiet this long.
 """
 
+ABORT_GRACE = 1.0
+"""Seconds the handlers of aborted WebSockets get to finish their ``on_close``.
+
+An aborted connection's ``on_close`` runs at once unless the handler is
+still busy with a message.
+"""
+
 
 class DrainingHTTPServer(httpserver.HTTPServer):
     """An :class:`~tornado.httpserver.HTTPServer` that can drain.
 
-    It knows which connections sit idle between requests.  Once draining,
+    It knows which connections sit idle between requests and, when it
+    serves a :class:`tornado.web.Application`, which WebSockets are open
+    (:class:`~sprockets_http.websockets.OpenWebSockets`).  Once draining,
     it answers every request with ``Connection: close``, closes idle
     connections after :data:`KEEP_ALIVE_QUIET` seconds without a request,
-    and resolves a future when none are left.
+    sends every WebSocket a close frame, and resolves a future when no
+    connection and no WebSocket is left.
 
     A connection that has not sent its first request yet gets
     :data:`FIRST_REQUEST_GRACE` seconds to send it: it was accepted just
@@ -64,6 +82,10 @@ class DrainingHTTPServer(httpserver.HTTPServer):
         self._idle: set[http1connection.HTTP1ServerConnection] = set()
         self._draining = False
         self._drained: asyncio.Future[None] | None = None
+        self._websockets: websockets.OpenWebSockets | None = None
+        if isinstance(self.request_callback, web.Application):
+            self._websockets = websockets.OpenWebSockets.of(self.request_callback)
+            self._websockets.on_closed = self._check_drained
 
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
@@ -88,11 +110,15 @@ class DrainingHTTPServer(httpserver.HTTPServer):
         self._accepted.discard(conn)
         self._silent.discard(conn)
         self._idle.discard(conn)
-        if self._draining and not self._connections:
-            self._drain_done()
+        self._check_drained()
 
-    def begin_drain(self) -> None:
-        """Stop listening and let connections finish.
+    def begin_drain(self, *, replacing: bool = False) -> None:
+        """Stop listening, let connections finish, tell WebSockets to go.
+
+        :param replacing: this process is replaced by another while the
+            service goes on: WebSockets are closed with
+            :data:`~sprockets_http.websockets.SERVICE_RESTART` (1012)
+            instead of :data:`~sprockets_http.websockets.GOING_AWAY` (1001)
 
         From now on every request is answered with ``Connection: close``.
         Idle connections are closed once quiet for
@@ -113,8 +139,9 @@ class DrainingHTTPServer(httpserver.HTTPServer):
             asyncio.get_running_loop().call_later(
                 FIRST_REQUEST_GRACE, self._close_silent
             )
-        if not self._connections:
-            self._drain_done()
+        if self._websockets is not None:
+            self._websockets.close_all(*websockets.drain_close(replacing))
+        self._check_drained()
 
     def _close_silent(self) -> None:
         for conn in list(self._silent):
@@ -130,6 +157,14 @@ class DrainingHTTPServer(httpserver.HTTPServer):
         if conn in self._idle:
             conn.stream.close()
 
+    def _check_drained(self) -> None:
+        if self._draining and not self._connections and not self._open_websockets:
+            self._drain_done()
+
+    @property
+    def _open_websockets(self) -> int:
+        return 0 if self._websockets is None else len(self._websockets)
+
     def abandon_drain(self) -> None:
         """Stop waiting for the connections still open."""
         self._drain_done()
@@ -141,12 +176,99 @@ class DrainingHTTPServer(httpserver.HTTPServer):
     async def wait_drained(self, timeout: float) -> int:
         """Wait until every connection closed, or ``timeout`` seconds.
 
-        :returns: how many connections are still open
+        :returns: how many connections (WebSockets included) are still open
         """
         assert self._drained is not None, "begin_drain() first"
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._drained, timeout)
-        return len(self._connections)
+        return len(self._connections) + self._open_websockets
+
+    async def close_all_connections(self) -> None:
+        """Close every connection, WebSockets included, without waiting more.
+
+        The handlers of aborted WebSockets get :data:`ABORT_GRACE` seconds
+        to finish their ``on_close``.
+        """
+        if self._websockets is not None and self._websockets.abort_all():
+            await self._websockets.wait_closed(ABORT_GRACE)
+        await super().close_all_connections()
+
+
+class DrainNotice:
+    """Whether the process serving an application began to drain, and why.
+
+    Get an application's with :func:`notice`.  The runner sets it when the
+    drain begins: after ``shutdown_delay``, before the ``drain`` callbacks
+    run and the WebSockets are told to go.  A request in flight then has
+    ``shutdown_limit`` seconds to finish; a long poll or an endless stream
+    that waits on this notice can finish at once instead::
+
+        notice = drain.notice(self.application)
+        while not await notice.wait(timeout=1.0):
+            self.write(tick())
+            await self.flush()
+
+    .. versionadded:: 3.0.0
+    """
+
+    def __init__(self) -> None:
+        # asyncio.Event binds to a loop when first waited for, not here.
+        self._event = asyncio.Event()
+        self._replacing = False
+
+    def is_set(self) -> bool:
+        """Whether the drain began."""
+        return self._event.is_set()
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the drain begins, or ``timeout`` seconds.
+
+        :returns: whether the drain began
+        """
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._event.wait(), timeout)
+        return self._event.is_set()
+
+    @property
+    def replacing(self) -> bool:
+        """Whether this process is replaced while the service goes on
+        (a rolling restart), rather than the service stopping."""
+        return self._replacing
+
+    @property
+    def close_code(self) -> int:
+        """The close code the drain sends WebSockets:
+        :data:`~sprockets_http.websockets.SERVICE_RESTART` when
+        :attr:`replacing`, else
+        :data:`~sprockets_http.websockets.GOING_AWAY`."""
+        return websockets.drain_close(self._replacing)[0]
+
+    def set(self, *, replacing: bool = False) -> None:
+        """Say that the drain began; the runner calls this.
+
+        :param replacing: see :attr:`replacing`
+        """
+        self._replacing = replacing
+        self._event.set()
+
+
+_NOTICES: weakref.WeakKeyDictionary[web.Application, DrainNotice] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def notice(application: web.Application) -> DrainNotice:
+    """The :class:`DrainNotice` of ``application``, created on first use.
+
+    :param application: the Tornado application, e.g. a handler's
+        ``self.application``
+
+    .. versionadded:: 3.0.0
+    """
+    found = _NOTICES.get(application)
+    if found is None:
+        found = _NOTICES[application] = DrainNotice()
+    return found
 
 
 class _RequestTracker(httputil.HTTPMessageDelegate):
