@@ -315,6 +315,9 @@ class Runner:
         """Stop accepting connections and close idle keep-alive connections.
 
         In-flight requests carry on; their connections close as they finish.
+        Idle connections close once quiet, and WebSockets are told to go
+        (1001), as in a drain (see
+        :meth:`~sprockets_http.drain.DrainingHTTPServer.begin_drain`).
         """
         if self.server is not None:
             self.server.begin_drain()
