@@ -19,11 +19,11 @@ import logging.config
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from tornado import web
 
-from sprockets_http import app, config, listen, logconfig, runner, supervisor
+from sprockets_http import app, config, listen, logconfig, pidfile, runner, supervisor
 from sprockets_http.app import CallbackManager
 
 __version__ = "3.0.0"
@@ -66,19 +66,43 @@ def run(
         :data:`None` installs :func:`sprockets_http.logconfig.default_config`
     :raises ValueError: for a malformed runner setting in ``settings``
     :raises SystemExit: 70 when the factory or a ``before_run`` callback
-        failed, 1 when the port cannot be bound, 2 when a setting from the
-        environment is malformed, and the statuses listed in
-        :mod:`sprockets_http.supervisor` with several processes
+        failed, 1 (:data:`~sprockets_http.listen.EXIT_CANNOT_LISTEN`) when
+        an address cannot be listened on, 2 when a setting from the
+        environment is malformed or the PID file names a running process,
+        and the statuses listed in :mod:`sprockets_http.supervisor` with
+        several processes
 
     The runner's settings, each also read from the environment variable of
     the same name in capitals (see :mod:`sprockets_http.config`):
 
     ``port``
-        TCP port; default 8000.
+        TCP port, on every interface (IPv4 and IPv6); default 8000.
+    ``bind``
+        Where to listen instead: addresses (``HOST:PORT``,
+        ``[IPV6]:PORT``, ``unix:PATH``, ``fd://N``, see
+        :func:`sprockets_http.listen.parse_address`), as a list or
+        comma-separated.  Sockets handed over by systemd's socket
+        activation (``LISTEN_FDS``) are used instead of both.  Every
+        process serves every socket.
+    ``unix_socket_mode``
+        Permissions of the unix socket files ``bind`` creates; default
+        ``0o660`` (octal text such as ``"660"`` in the environment).
+    ``forwarded_allow_ips``
+        The proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+        believed when ``xheaders`` is on: IP addresses and networks, as a
+        list or comma-separated, or ``*``; default loopback (see
+        :mod:`sprockets_http.forwarded`).  May also be set in the
+        application's settings.
+    ``pid_file``
+        A file to write the main process's pid to once the sockets are
+        bound, removed at exit; starting is refused while it names a
+        running process (see :mod:`sprockets_http.pidfile`).
     ``number_of_procs``
-        Processes to run; 0 (the default) means one per CPU, 1 one process
-        without a supervisor, more a supervising parent and that many
-        workers (see :mod:`sprockets_http.supervisor`).
+        Processes to run; 0 (the default) means one per CPU this process
+        may use (its CPU affinity, and a container's cgroup CPU quota
+        rounded up), 1 one process without a supervisor, more a
+        supervising parent and that many workers (see
+        :mod:`sprockets_http.supervisor`).
     ``shutdown_delay``
         Seconds the service keeps serving after SIGTERM while its
         :class:`~sprockets_http.health.HealthHandler` fails, before it
@@ -94,16 +118,17 @@ def run(
         off, so that a second service started on the same port by mistake
         fails (see :mod:`sprockets_http.listen`).
 
-    ``shutdown_delay`` and ``shutdown_limit`` may also be set in the
-    settings of the application the factory returns.  Settings passed on to
-    the factory:
+    ``shutdown_delay``, ``shutdown_limit`` and ``forwarded_allow_ips`` may
+    also be set in the settings of the application the factory returns.
+    Settings passed on to the factory:
 
     ``debug``
         Tornado's debug mode, which also runs one process; else the
         ``DEBUG`` environment variable (``1``, ``true``...).
     ``xheaders``
-        Read by the runner from the application's settings: trust
-        ``X-Forwarded-For`` and friends; default :data:`True`.
+        Read by the runner from the application's settings: believe
+        ``X-Forwarded-For`` and friends from the peers
+        ``forwarded_allow_ips`` allows; default :data:`True`.
     ``max_body_size``, ``max_buffer_size``...
         Read from the application's settings and passed to
         :class:`tornado.httpserver.HTTPServer`.
@@ -116,8 +141,13 @@ def run(
         options = {option.name: option.resolve(given) for option in config.RUN_OPTIONS}
         debug = config.DEBUG.resolve(given)
     except config.EnvironmentValueError as error:
-        sys.stderr.write(f"sprockets_http: {error}\n")
-        raise SystemExit(config.USAGE_ERROR) from None
+        _usage_error(error)
+    pid_file = pidfile.PidFile(options["pid_file"]) if options["pid_file"] else None
+    if pid_file is not None:
+        try:
+            pid_file.check()
+        except pidfile.PidFileError as error:
+            _usage_error(error)
     factory_settings = {
         key: value for key, value in given.items() if key not in options
     }
@@ -129,7 +159,13 @@ def run(
     )
     logconfig.enable_library_loggers()
     processes = config.process_count(options["number_of_procs"], debug)
-    sockets = listen.bind_or_exit(options["port"], shared=options["reuse_port"])
+    sockets = listen.open_or_exit(
+        options["bind"] or [listen.TCPAddress(None, options["port"])],
+        shared=options["reuse_port"],
+        unix_mode=options["unix_socket_mode"],
+    )
+
+    per_application = [o for o in config.RUN_OPTIONS if o.per_application]
 
     def make_runner() -> runner.Runner:
         # Called in each serving process: Sentry may start threads, which
@@ -138,12 +174,27 @@ def run(
         logconfig.enable_library_loggers()
         service = runner.Runner(application)
         init_sentry(service.application.settings)
-        for option in (config.SHUTDOWN_DELAY, config.SHUTDOWN_LIMIT):
+        for option in per_application:
             value = option.resolve(given, service.application.settings)
             setattr(service, option.name, value)
         return service
 
-    supervisor.serve(make_runner, sockets, processes)
+    try:
+        if pid_file is not None:
+            try:
+                pid_file.write()
+            except pidfile.PidFileError as error:
+                _usage_error(error)
+        supervisor.serve(make_runner, sockets, processes)
+    finally:
+        listen.release(sockets)
+        if pid_file is not None:
+            pid_file.remove()
+
+
+def _usage_error(error: Exception) -> NoReturn:
+    sys.stderr.write(f"sprockets_http: {error}\n")
+    raise SystemExit(config.USAGE_ERROR) from None
 
 
 def _accepts(func: Callable[..., Any], name: str) -> bool:

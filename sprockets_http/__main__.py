@@ -131,12 +131,15 @@ def _add_option(parser: _Parser, option: config.Option[Any]) -> None:
             help=f"{option.help} ({where}, else off)",
         )
         return
+    default = option.default if option.default_text is None else option.default_text
     parser.add_argument(
         flag,
         dest=option.name,
+        # Each value converts to a tuple, which "extend" adds to the list.
+        action="extend" if option.repeatable else "store",
         type=functools.partial(_convert, option),
         metavar=option.metavar,
-        help=f"{option.help} ({where}, else {option.default})",
+        help=f"{option.help} ({where}, else {default})",
     )
 
 

@@ -23,9 +23,10 @@ import weakref
 from collections.abc import Awaitable
 from typing import Any
 
-from tornado import http1connection, httpserver, httputil, web
+from tornado import http1connection, httputil, web
 
 from sprockets_http import websockets
+from sprockets_http.forwarded import ForwardedHTTPServer
 
 FIRST_REQUEST_GRACE = 1.0
 """Seconds a connection accepted just before a drain has to send a request.
@@ -56,8 +57,12 @@ still busy with a message.
 """
 
 
-class DrainingHTTPServer(httpserver.HTTPServer):
+class DrainingHTTPServer(ForwardedHTTPServer):
     """An :class:`~tornado.httpserver.HTTPServer` that can drain.
+
+    It believes forwarding headers only from the peers its
+    ``forwarded_allow_ips`` argument allows (see
+    :class:`~sprockets_http.forwarded.ForwardedHTTPServer`).
 
     It knows which connections sit idle between requests and, when it
     serves a :class:`tornado.web.Application`, which WebSockets are open

@@ -44,7 +44,15 @@ from typing import Any
 
 from tornado import ioloop, web
 
-from sprockets_http import _lifecycle, _systemd, config, drain, listen, logconfig
+from sprockets_http import (
+    _lifecycle,
+    _systemd,
+    config,
+    drain,
+    forwarded,
+    listen,
+    logconfig,
+)
 from sprockets_http.app import (
     CallbackManager,
     ShutdownCallback,
@@ -177,6 +185,16 @@ class Runner:
        Kept for compatibility with ``sprockets.http``; nothing polls any
        more, so it has no effect.
 
+    .. attribute:: forwarded_allow_ips
+
+       The peers whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+       believed when the application's ``xheaders`` setting is on (see
+       :mod:`sprockets_http.forwarded`).  Default :data:`None`: the
+       application's ``forwarded_allow_ips`` setting, else the
+       ``FORWARDED_ALLOW_IPS`` environment variable, else loopback.
+
+       .. versionadded:: 3.0.0
+
     .. attribute:: on_stop
 
        Called once, when a stop begins, with the signal number, or
@@ -200,6 +218,7 @@ class Runner:
         self.shutdown_limit = 5.0
         self.shutdown_delay = 0.0
         self.wait_timeout = 1.0
+        self.forwarded_allow_ips: forwarded.AllowList | None = None
         self.on_stop: Callable[[int | None], None] | None = None
         # asyncio.Event binds to a loop when first waited for, not here.
         self._stopping = asyncio.Event()
@@ -229,7 +248,7 @@ class Runner:
 
         :param port: the TCP port to listen on
         :param number_of_procs: how many processes to run, see
-            :func:`sprockets_http.supervisor.process_count`; with more than
+            :func:`sprockets_http.config.process_count`; with more than
             one, this application is created once here and every worker
             process serves its own copy of it
         :raises SystemExit: with :data:`EXIT_START_FAILED` when a
@@ -339,7 +358,7 @@ class Runner:
 
     def _bind(self, port: int) -> list[socket.socket]:
         shared = config.REUSE_PORT.resolve(self.application.settings)
-        return listen.bind_or_exit(port, shared=shared)
+        return listen.open_or_exit([listen.TCPAddress(None, port)], shared=shared)
 
     def _handle_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signo in STOP_SIGNALS:
@@ -388,16 +407,27 @@ class Runner:
         options: dict[str, Any] = {
             key: settings[key] for key in _SERVER_SETTINGS if key in settings
         }
+        allowed = self.forwarded_allow_ips
+        if allowed is None:
+            allowed = config.FORWARDED_ALLOW_IPS.resolve(settings)
         self.server = DrainingHTTPServer(
             self.application.tornado_application,
             xheaders=settings.get("xheaders", True),
+            forwarded_allow_ips=allowed,
             **options,
         )
         self.server.add_sockets(sockets)
-        ports = sorted({sock.getsockname()[1] for sock in sockets})
-        self.logger.info(
-            "serving on port %s (pid %d)", ", ".join(map(str, ports)), os.getpid()
-        )
+        where = ", ".join(map(listen.describe, sockets))
+        ports = listen.tcp_ports(sockets)
+        if ports:  # "serving on port N" first: tools wait for that line
+            self.logger.info(
+                "serving on port %s (pid %d) at %s",
+                ", ".join(map(str, ports)),
+                os.getpid(),
+                where,
+            )
+        else:
+            self.logger.info("serving on %s (pid %d)", where, os.getpid())
 
     def _stop_asked_by_application(self, shutdown_limit: float | None) -> None:
         if shutdown_limit is not None:

@@ -31,10 +31,17 @@ class Service:
     :param env: variables added to a copy of this process's environment
         (:data:`None` removes a variable); ``PORT`` defaults to ``0`` so the
         kernel picks a free port
+    :param pass_fds: file descriptors the program inherits, as numbered here
+    :param wrapper: a command that runs ``python`` (e.g. ``taskset -c 0``)
     """
 
     def __init__(
-        self, args: Sequence[str], env: Mapping[str, str | None] | None = None
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str | None] | None = None,
+        *,
+        pass_fds: Sequence[int] = (),
+        wrapper: Sequence[str] = (),
     ):
         environment = {**os.environ, "PORT": "0", "PYTHONUNBUFFERED": "1"}
         environment["PYTHONPATH"] = os.pathsep.join(
@@ -46,8 +53,9 @@ class Service:
             else:
                 environment[name] = value
         self.process = subprocess.Popen(
-            [sys.executable, *args],
+            [*wrapper, sys.executable, *args],
             cwd=ROOT,
+            pass_fds=pass_fds,
             env=environment,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -153,9 +161,50 @@ def http_get(
     path: str = "/",
     headers: Mapping[str, str] | None = None,
     timeout: float = 10.0,
+    *,
+    host: str = "127.0.0.1",
+    source: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
-    """GET ``path`` from 127.0.0.1:``port`` on a fresh connection."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """GET ``path`` from ``host``:``port`` on a fresh connection.
+
+    :param source: the client's own address (e.g. ``127.0.0.2``, which Linux
+        routes to the loopback interface too)
+    """
+    connection = http.client.HTTPConnection(
+        host,
+        port,
+        timeout=timeout,
+        source_address=None if source is None else (source, 0),
+    )
+    return _get(connection, path, headers)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def unix_http_get(
+    socket_path: str,
+    path: str = "/",
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, dict[str, str], bytes]:
+    """GET ``path`` over the unix socket ``socket_path`` on a fresh connection."""
+    return _get(_UnixConnection(socket_path, timeout), path, headers)
+
+
+def _get(
+    connection: http.client.HTTPConnection,
+    path: str,
+    headers: Mapping[str, str] | None,
+) -> tuple[int, dict[str, str], bytes]:
     try:
         connection.request("GET", path, headers=dict(headers or {}))
         response = connection.getresponse()
