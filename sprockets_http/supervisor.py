@@ -26,9 +26,9 @@ SIGHUP
     is ready, then stop the old one gracefully, telling it that it is
     replaced (so its WebSockets are closed with 1012, Service Restart, and
     their clients reconnect at once to another worker).  The port never
-    stops accepting.  New workers are forked from the parent, so they run the code
-    the parent loaded: a restart re-creates the applications (re-reading
-    whatever the factory reads) but does not load new code.
+    stops accepting.  New workers are forked from the parent, so they run
+    the code the parent loaded: a restart re-creates the applications
+    (re-reading whatever the factory reads) but does not load new code.
 SIGTTIN, SIGTTOU
     One worker more, one worker less (never fewer than one); the worker
     removed is told it is replaced, as on SIGHUP.
