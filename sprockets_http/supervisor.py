@@ -23,12 +23,15 @@ SIGTERM, SIGINT
     waiting for in-flight requests, but its shutdown callbacks still run.
 SIGHUP
     Rolling restart, one worker at a time: start a new worker, wait until it
-    is ready, then stop the old one gracefully.  The port never stops
-    accepting.  New workers are forked from the parent, so they run the code
-    the parent loaded: a restart re-creates the applications (re-reading
-    whatever the factory reads) but does not load new code.
+    is ready, then stop the old one gracefully, telling it that it is
+    replaced (so its WebSockets are closed with 1012, Service Restart, and
+    their clients reconnect at once to another worker).  The port never
+    stops accepting.  New workers are forked from the parent, so they run
+    the code the parent loaded: a restart re-creates the applications
+    (re-reading whatever the factory reads) but does not load new code.
 SIGTTIN, SIGTTOU
-    One worker more, one worker less (never fewer than one).
+    One worker more, one worker less (never fewer than one); the worker
+    removed is told it is replaced, as on SIGHUP.
 
 A worker that dies unexpectedly is replaced: at once when it had been up
 for :data:`STABLE_AFTER` seconds, else after a delay that doubles with each
@@ -116,6 +119,9 @@ _HANDLED_SIGNALS = (
 # What a worker tells the parent, one line each.
 _READY = b"ready"  # followed by the worker's stop budget
 _STOP = b"stop"  # the application asked the service to stop
+# What the parent tells a worker: stop gracefully, the service goes on
+# (Runner.request_stop(replacing=True)).  A signal could not say so.
+_REPLACE = b"replace"
 
 
 def serve(
@@ -368,7 +374,7 @@ class Supervisor:
         if worker.replaces is not None:
             old = self._workers.get(worker.replaces)
             if old is not None and not old.stopping:
-                self._stop(old, signal.SIGTERM)
+                self._stop(old, signal.SIGTERM, replacing=True)
             if worker.replaces == self._replacing:
                 self._replacing = None
                 self._continue_rolling_restart()
@@ -482,8 +488,17 @@ class Supervisor:
             if not worker.stopping:
                 self._stop(worker, signo)
 
-    def _stop(self, worker: _Worker, signo: signal.Signals) -> None:
+    def _stop(
+        self, worker: _Worker, signo: signal.Signals, replacing: bool = False
+    ) -> None:
         self._mark_stopping(worker)
+        if replacing:
+            LOGGER.info("stopping worker %d: replaced", worker.pid)
+            try:
+                worker.channel.sendall(_REPLACE + b"\n")
+                return
+            except OSError:
+                pass  # it is exiting already; the signal does no harm
         LOGGER.info("stopping worker %d with %s", worker.pid, signo.name)
         _signal_worker(worker.pid, signo)
 
@@ -541,7 +556,9 @@ class Supervisor:
             for w in self._workers.values()
             if not w.stopping and w.pid != self._replacing
         ]
-        self._stop(max(candidates, key=lambda w: w.started), signal.SIGTERM)
+        self._stop(
+            max(candidates, key=lambda w: w.started), signal.SIGTERM, replacing=True
+        )
 
 
 def _ignore(signo: int, frame: object) -> None:
@@ -615,7 +632,10 @@ def _watch_parent(
     except OSError:
         data = b""
     if data:
-        return  # the parent sends nothing today
+        # One short line at a time, far below a socket pair's buffer.
+        if _REPLACE in data.split(b"\n"):
+            runner.request_stop(signal.SIGTERM, replacing=True)
+        return
     loop.remove_reader(channel)
     LOGGER.warning("supervisor is gone, stopping (pid %d)", os.getpid())
     runner.request_stop(signal.SIGTERM)
