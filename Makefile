@@ -81,6 +81,18 @@ clean:
 # --- compat: code written for sprockets.http, run against this project -------
 # Its own virtualenv (.venv-compat/) and reports; see compat/run.py.  Suites
 # from repository checkouts: make compat COMPAT_ARGS="--postgres-tests DIR"
-.PHONY: compat
-compat:
+.PHONY: compat postgres
+compat: postgres
 	$(PYTHON) compat/run.py $(COMPAT_ARGS)
+
+# PostgreSQL's server programs, for the sprockets-postgres suites (Debian's
+# postgresql; the suites start a throwaway server of their own).
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+				apt-get install -y -qq postgresql >/dev/null; \
+		else \
+			echo "make compat needs PostgreSQL's server programs: install postgresql." >&2; \
+			exit 1; \
+		fi; }
