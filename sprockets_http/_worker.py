@@ -118,7 +118,7 @@ def _watch_parent(
         return
     for name, _ in lines.feed(data):
         if name == _channel.REPLACE:
-            runner.request_stop(signal.SIGTERM, replaced=True)
+            runner.request_stop(signal.SIGTERM, replacing=True)
 
 
 def _ignore(signo: int, frame: object) -> None:

@@ -97,7 +97,7 @@ class Reloader:
         if self.changed is not None:
             watch.stop()
             LOGGER.info("%s changed, reloading (pid %d)", self.changed, os.getpid())
-            runner.request_stop(signal.SIGTERM, replaced=True)
+            runner.request_stop(signal.SIGTERM, replacing=True)
 
     def restart_if_changed(self) -> None:
         """Re-execute the process with the new code if a file changed.

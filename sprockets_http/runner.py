@@ -11,10 +11,15 @@ process, on an asyncio loop that :func:`serve_until_stopped` creates:
 3. on SIGTERM or SIGINT, or when the application calls
    :meth:`~sprockets_http.app.CallbackManager.stop`, mark the application as
    draining (so that :class:`~sprockets_http.health.HealthHandler` fails),
-   keep serving for :attr:`Runner.shutdown_delay` seconds, then stop
-   accepting, close idle keep-alive connections at once, let in-flight
-   requests finish (for at most :attr:`Runner.shutdown_limit` seconds), run
-   the ``shutdown`` callbacks, give tasks still pending on the loop
+   keep serving for :attr:`Runner.shutdown_delay` seconds, then drain:
+   set the application's :func:`~sprockets_http.drain.notice`, run the
+   ``drain`` callbacks, stop accepting, answer what still arrives with
+   ``Connection: close``, close idle keep-alive connections once quiet,
+   send every WebSocket a close frame, and let in-flight requests and the
+   WebSockets' close handshakes finish (for at most
+   :attr:`Runner.shutdown_limit` seconds, after which what is left is
+   aborted); then run the
+   ``shutdown`` callbacks, give tasks still pending on the loop
    ``shutdown_limit`` seconds to finish, and return.
 
 A worker that a supervisor replaces (see :meth:`Runner.request_stop`)
@@ -43,7 +48,15 @@ from typing import Any
 
 from tornado import ioloop, web
 
-from sprockets_http import _lifecycle, _systemd, config, forwarded, listen, logconfig
+from sprockets_http import (
+    _lifecycle,
+    _systemd,
+    config,
+    drain,
+    forwarded,
+    listen,
+    logconfig,
+)
 from sprockets_http.app import (
     CallbackManager,
     ShutdownCallback,
@@ -220,25 +233,27 @@ class Runner:
         self.forwarded_allow_ips: forwarded.AllowList | None = None
         self.on_stop: Callable[[int | None], None] | None = None
         self.stop_signals: tuple[int, ...] = STOP_SIGNALS
-        self._replaced = False
         # asyncio.Event binds to a loop when first waited for, not here.
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._replacing = False
 
     @property
     def stop_budget(self) -> float:
         """The longest a graceful stop may take, in seconds.
 
         ``shutdown_delay`` + ``shutdown_limit`` for the drain +
-        ``shutdown_limit`` per step of the ``shutdown`` phase, callbacks and
-        extension hooks alike (each is cancelled when it takes longer) +
-        ``shutdown_limit`` for the tasks still pending.  A synchronous step
-        that blocks cannot be cancelled, so this is a promise only for
-        well-behaved ones.
+        ``shutdown_limit`` per step of the ``drain`` and ``shutdown``
+        phases, callbacks and extension hooks alike (each is cancelled when
+        it takes longer) + ``shutdown_limit`` for the tasks still pending.
+        A synchronous step that blocks cannot be cancelled, so this is a
+        promise only for well-behaved ones.
 
         .. versionadded:: 3.0.0
         """
-        steps = len(self.application.phase_steps("shutdown"))
+        steps = len(self.application.phase_steps("drain")) + len(
+            self.application.phase_steps("shutdown")
+        )
         return self.shutdown_delay + self.shutdown_limit * (2 + steps)
 
     def run(self, port: int, number_of_procs: int = 0) -> None:
@@ -332,27 +347,33 @@ class Runner:
         """Stop accepting connections and close idle keep-alive connections.
 
         In-flight requests carry on; their connections close as they finish.
+        Idle connections close once quiet, and WebSockets are told to go
+        (1001), as in a drain (see
+        :meth:`~sprockets_http.drain.DrainingHTTPServer.begin_drain`).
         """
         if self.server is not None:
             self.server.begin_drain()
 
     def request_stop(
-        self, signo: int = signal.SIGTERM, *, replaced: bool = False
+        self, signo: int = signal.SIGTERM, *, replacing: bool = False
     ) -> None:
         """Start a graceful stop as if ``signo`` had been received.
 
-        :param replaced: another process takes over this one's share of the
-            service, which stays up: skip ``shutdown_delay`` and leave the
-            health check answering ``ok``, but still stop accepting and let
-            in-flight requests finish
+        :param replacing: this process is replaced by another while the
+            service goes on (a rolling restart), rather than the service
+            stopping: no load balancer needs to take the service out of
+            rotation, so ``shutdown_delay`` is skipped and the health check
+            keeps answering ``ok``; in-flight requests still finish; the
+            drain's :func:`~sprockets_http.drain.notice` says so, and
+            WebSockets are closed with 1012 (Service Restart) instead of
+            1001 (Going Away).  The supervisor asks for this.  Asked for
+            while a stop is under way, it changes nothing.
 
         .. versionadded:: 3.0.0
         """
-        if not replaced:
-            self._on_signal(signo)
-        elif not self._stopping.is_set():
-            self._replaced = True
-            self._begin_stop(signo, "replaced")
+        if replacing and self._stopping.is_set():
+            return  # not a second signal: no hurry
+        self._on_signal(signo, replacing)
 
     def _bind(self, port: int) -> list[socket.socket]:
         shared = config.REUSE_PORT.resolve(self.application.settings)
@@ -387,6 +408,10 @@ class Runner:
     async def _until_stopped(self) -> None:
         await self._stopping.wait()
         await self._serve_while_failing_health()
+        drain.notice(self.application.tornado_application).set(
+            replacing=self._replacing
+        )
+        await self.application.run_drain(self.shutdown_limit)
         await _lifecycle.run_steps(
             "drain",
             [_lifecycle.Step("stop accepting and finish requests", self._drain)],
@@ -428,10 +453,11 @@ class Runner:
             self.shutdown_limit = shutdown_limit
         self._begin_stop(None, "the application asked to stop")
 
-    def _on_signal(self, signo: int) -> None:
+    def _on_signal(self, signo: int, replacing: bool = False) -> None:
         name = signal.Signals(signo).name
         if not self._stopping.is_set():
-            self._begin_stop(signo, f"received {name}")
+            self._replacing = replacing
+            self._begin_stop(signo, "replaced" if replacing else f"received {name}")
             return
         self.logger.warning(
             "received %s again, not waiting any longer (pid %d)", name, os.getpid()
@@ -444,7 +470,7 @@ class Runner:
         if self._stopping.is_set():
             return
         self.logger.info("%s, stopping (pid %d)", why, os.getpid())
-        if not self._replaced:
+        if not self._replacing:
             _mark_draining(self.application.tornado_application)
             _systemd.notify("STOPPING=1")
         self._stopping.set()
@@ -456,7 +482,7 @@ class Runner:
             self.server is None
             or self.shutdown_delay <= 0
             or self._hurry.is_set()
-            or self._replaced
+            or self._replacing
         ):
             return
         self.logger.info(
@@ -471,11 +497,14 @@ class Runner:
         if self.server is None:
             return
         self.logger.info("draining (pid %d)", os.getpid())
-        self.server.begin_drain()
+        self.server.begin_drain(replacing=self._replacing)
         left = await self.server.wait_drained(self.shutdown_limit)
         if left:
             self.logger.warning(
-                "closing %d connection(s) with requests still in flight", left
+                "closing %d connection(s) still open after %.1f s "
+                "(requests in flight, or WebSockets not closed by their client)",
+                left,
+                self.shutdown_limit,
             )
             await self.server.close_all_connections()
         self.logger.info("drained (pid %d)", os.getpid())

@@ -28,14 +28,16 @@ SIGHUP
     Replaces every worker, one at a time: a new worker is started, and once
     it is ready the old one is *replaced*: it stops accepting and drains
     its requests, without ``shutdown_delay`` and without failing its health
-    check, since the service as a whole stays up.  The port never stops
-    accepting.  Started by :func:`sprockets_http.run` (or ``python -m
-    sprockets_http``), the parent first checks the code on disk and
-    re-executes itself, so that the new workers run the code now on disk
-    (see :mod:`sprockets_http.reload`); otherwise they are forked from the
-    code the parent loaded.  A new worker that fails before it is ready
-    ends the restart: the workers it was to replace keep serving.  systemd
-    is told ``RELOADING=1``, then ``READY=1`` when the restart is over.
+    check, since the service as a whole stays up, and closes its WebSockets
+    with 1012 (Service Restart), so that their clients reconnect at once to
+    another worker.  The port never stops accepting.  Started by
+    :func:`sprockets_http.run` (or ``python -m sprockets_http``), the parent
+    first checks the code on disk and re-executes itself, so that the new
+    workers run the code now on disk (see :mod:`sprockets_http.reload`);
+    otherwise they are forked from the code the parent loaded.  A new
+    worker that fails before it is ready ends the restart: the workers it
+    was to replace keep serving.  systemd is told ``RELOADING=1``, then
+    ``READY=1`` when the restart is over.
 SIGTTIN, SIGTTOU
     One worker more, one worker less (never fewer than one); the worker
     removed is replaced as on SIGHUP, without a successor.

@@ -6,6 +6,8 @@ log lines and its ``event:`` lines, and look at the real processes.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import re
@@ -14,6 +16,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 from support import Client, Service, http_get, records
@@ -156,15 +159,41 @@ def test_killed_parent_leaves_no_worker(services: type[Service]) -> None:
         wait_gone(pid)
 
 
+@contextlib.contextmanager
+def clients_running(
+    client: Callable[[threading.Event], None], count: int = 1
+) -> Iterator[None]:
+    """Run ``count`` threads of ``client(done)`` until the block ends."""
+    done = threading.Event()
+    threads = [threading.Thread(target=client, args=(done,)) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+
+
+def rolling_restart(service: Service, old: set[int]) -> set[int]:
+    """SIGHUP; wait until every old worker exited; return the new workers."""
+    mark = len(service.lines)
+    service.send(signal.SIGHUP)
+    service.wait_for("rolling restart finished", start=mark)
+    for pid in old:
+        service.wait_for(f"worker {pid} exited with status 0", start=mark)
+    return children(service.pid)
+
+
 def test_sighup_replaces_every_worker_without_failed_requests(
     services: type[Service],
 ) -> None:
     service, port, old = start_workers(services)
     failures: list[str] = []
     served: list[int] = []
-    done = threading.Event()
 
-    def hammer() -> None:
+    def hammer(done: threading.Event) -> None:
         deadline = time.monotonic() + 30
         while not done.is_set() and time.monotonic() < deadline:
             try:
@@ -172,25 +201,51 @@ def test_sighup_replaces_every_worker_without_failed_requests(
             except Exception as error:
                 failures.append(repr(error))
 
-    client = threading.Thread(target=hammer)
-    client.start()
-    try:
-        mark = len(service.lines)
-        service.send(signal.SIGHUP)
-        service.wait_for("rolling restart finished", start=mark)
-        for pid in old:
-            service.wait_for(f"worker {pid} exited with status 0", start=mark)
-        new = children(service.pid)
+    with clients_running(hammer):
+        new = rolling_restart(service, old)
         # Only new workers answer now, while the client keeps going.
         assert {served_by(port) for _ in range(20)} <= new
-    finally:
-        done.set()
-        client.join()
 
     assert failures == []
     assert len(served) > 20
     assert len(new) == 2
     assert not new & old
+    service.send(signal.SIGTERM)
+    assert_exit(service, 0)
+
+
+def test_sighup_under_keep_alive_clients_fails_at_most_a_request_or_two(
+    services: type[Service],
+) -> None:
+    # Clients that reuse their connections, as pools and proxies do: a
+    # replaced worker answers what arrives with "Connection: close" and
+    # closes a connection only once it has been quiet for a moment.
+    service, port, old = start_workers(services)
+    failures: list[str] = []
+    answered: list[int] = []
+
+    def keep_alive_client(done: threading.Event) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                answered.append(int(json.loads(response.read())["pid"]))
+            except (OSError, http.client.HTTPException) as error:
+                failures.append(repr(error))
+                connection.close()
+        connection.close()
+
+    with clients_running(keep_alive_client, count=4):
+        new = rolling_restart(service, old)
+        count = len(answered)
+        deadline = time.monotonic() + 10
+        while len(answered) < count + 20 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the clients carry on, served elsewhere
+
+    assert len(failures) <= 2, failures
+    assert set(answered) & old and set(answered[-20:]) <= new
     service.send(signal.SIGTERM)
     assert_exit(service, 0)
 
