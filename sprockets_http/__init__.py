@@ -22,7 +22,7 @@ import logging.config
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from tornado import web
 
@@ -30,9 +30,12 @@ from sprockets_http import (
     app,
     config,
     context,
+    devreload,
     eventloop,
     listen,
     logconfig,
+    pidfile,
+    reload,
     runner,
     supervisor,
 )
@@ -81,8 +84,10 @@ def run(
         in the ``log_format`` setting's format
     :raises ValueError: for a malformed runner setting in ``settings``
     :raises SystemExit: 70 when the factory or a ``before_run`` callback
-        failed, 1 when the port cannot be bound, 2 when a setting from the
-        environment is malformed or the loop asked for is not installed,
+        failed, 1 (:data:`~sprockets_http.listen.EXIT_CANNOT_LISTEN`) when
+        an address cannot be listened on, 2 when a setting from the
+        environment is malformed, the PID file names a running process or
+        the loop asked for is not installed,
         and the statuses listed in :mod:`sprockets_http.supervisor` with
         several processes
 
@@ -90,11 +95,33 @@ def run(
     the same name in capitals (see :mod:`sprockets_http.config`):
 
     ``port``
-        TCP port; default 8000.
+        TCP port, on every interface (IPv4 and IPv6); default 8000.
+    ``bind``
+        Where to listen instead: addresses (``HOST:PORT``,
+        ``[IPV6]:PORT``, ``unix:PATH``, ``fd://N``, see
+        :func:`sprockets_http.listen.parse_address`), as a list or
+        comma-separated.  Sockets handed over by systemd's socket
+        activation (``LISTEN_FDS``) are used instead of both.  Every
+        process serves every socket.
+    ``unix_socket_mode``
+        Permissions of the unix socket files ``bind`` creates; default
+        ``0o660`` (octal text such as ``"660"`` in the environment).
+    ``forwarded_allow_ips``
+        The proxies whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+        believed when ``xheaders`` is on: IP addresses and networks, as a
+        list or comma-separated, or ``*``; default loopback (see
+        :mod:`sprockets_http.forwarded`).  May also be set in the
+        application's settings.
+    ``pid_file``
+        A file to write the main process's pid to once the sockets are
+        bound, removed at exit; starting is refused while it names a
+        running process (see :mod:`sprockets_http.pidfile`).
     ``number_of_procs``
-        Processes to run; 0 (the default) means one per CPU, 1 one process
-        without a supervisor, more a supervising parent and that many
-        workers (see :mod:`sprockets_http.supervisor`).
+        Processes to run; 0 (the default) means one per CPU this process
+        may use (its CPU affinity, and a container's cgroup CPU quota
+        rounded up), 1 one process without a supervisor, more a
+        supervising parent and that many workers (see
+        :mod:`sprockets_http.supervisor`).
     ``shutdown_delay``
         Seconds the service keeps serving after SIGTERM while its
         :class:`~sprockets_http.health.HealthHandler` fails, before it
@@ -116,22 +143,40 @@ def run(
     ``loop``
         ``auto`` (the default), ``asyncio`` or ``uvloop`` (see
         :mod:`sprockets_http.eventloop`).
+    ``worker_timeout``
+        Seconds a serving process's event loop may be blocked before its
+        threads' stacks are logged and it is replaced (a worker) or exits
+        with status 75 (one process); default 30, 0 never, and never in
+        debug mode (see :mod:`sprockets_http.heartbeat`).
+    ``max_requests``, ``max_requests_jitter``
+        Replace a worker after it has served this many requests, plus a
+        random 0 to ``max_requests_jitter``; default 0, never (see
+        :mod:`sprockets_http.recycle`).
+
+    With several processes, SIGHUP checks the code on disk and re-executes
+    the service, which then replaces its workers one at a time (see
+    :mod:`sprockets_http.reload`).  With
+    :data:`~sprockets_http.reload.CHECK_VARIABLE` set in the environment,
+    this only imports and builds the application, then exits 0 (or 70 when
+    the factory fails), without binding or writing the PID file.
 
     Every log record carries the id of the request being handled (see
     :mod:`sprockets_http.context`).  When ``prometheus_client`` is installed,
     the directory of the metrics of all the processes is kept for the
     service's lifetime (see :mod:`sprockets_http.metrics`).
 
-    ``shutdown_delay`` and ``shutdown_limit`` may also be set in the
-    settings of the application the factory returns.  Settings passed on to
-    the factory:
+    ``shutdown_delay``, ``shutdown_limit`` and ``forwarded_allow_ips`` may
+    also be set in the settings of the application the factory returns.
+    Settings passed on to the factory:
 
     ``debug``
-        Tornado's debug mode, which also runs one process; else the
-        ``DEBUG`` environment variable (``1``, ``true``...).
+        Tornado's debug mode, which also runs one process and reloads it
+        when a source file changes (see :mod:`sprockets_http.devreload`);
+        else the ``DEBUG`` environment variable (``1``, ``true``...).
     ``xheaders``
-        Read by the runner from the application's settings: trust
-        ``X-Forwarded-For`` and friends; default :data:`True`.
+        Read by the runner from the application's settings: believe
+        ``X-Forwarded-For`` and friends from the peers
+        ``forwarded_allow_ips`` allows; default :data:`True`.
     ``max_body_size``, ``max_buffer_size``...
         Read from the application's settings and passed to
         :class:`tornado.httpserver.HTTPServer`.
@@ -144,8 +189,16 @@ def run(
         options = {option.name: option.resolve(given) for option in config.RUN_OPTIONS}
         debug = config.DEBUG.resolve(given)
     except config.EnvironmentValueError as error:
-        sys.stderr.write(f"sprockets_http: {error}\n")
-        raise SystemExit(config.USAGE_ERROR) from None
+        _usage_error(error)
+    check = reload.check_requested()
+    pid_file = None
+    if options["pid_file"] and not check:
+        pid_file = pidfile.PidFile(options["pid_file"])
+    if pid_file is not None:
+        try:
+            pid_file.check()
+        except pidfile.PidFileError as error:
+            _usage_error(error)
     factory_settings = {
         key: value for key, value in given.items() if key not in options
     }
@@ -155,8 +208,7 @@ def run(
     try:
         eventloop.use(options["loop"])
     except ValueError as error:
-        sys.stderr.write(f"sprockets_http: {error}\n")
-        raise SystemExit(config.USAGE_ERROR) from None
+        _usage_error(error)
 
     logging.config.dictConfig(
         dict(log_config)
@@ -165,23 +217,57 @@ def run(
     )
     logconfig.enable_library_loggers()
     context.install_record_factory()
-    processes = config.process_count(options["number_of_procs"], debug)
-    sockets = listen.bind_or_exit(options["port"], shared=options["reuse_port"])
+    per_application = [o for o in config.RUN_OPTIONS if o.per_application]
 
-    def make_runner() -> runner.Runner:
-        # Called in each serving process: Sentry may start threads, which
-        # must not exist in a parent that forks.
+    def build() -> runner.Runner:
         application = create_application(**factory_settings)
         logconfig.enable_library_loggers()
         service = runner.Runner(application)
-        init_sentry(service.application.settings)
-        for option in (config.SHUTDOWN_DELAY, config.SHUTDOWN_LIMIT):
+        for option in per_application:
             value = option.resolve(given, service.application.settings)
             setattr(service, option.name, value)
         return service
 
-    with _metrics_directory():
-        supervisor.serve(make_runner, sockets, processes)
+    if check:
+        reload.check(build)
+
+    def make_runner() -> runner.Runner:
+        # Called in each serving process: Sentry may start threads, which
+        # must not exist in a parent that forks.
+        service = build()
+        init_sentry(service.application.settings)
+        return service
+
+    processes = config.process_count(options["number_of_procs"], debug)
+    sockets = listen.open_or_exit(
+        options["bind"] or [listen.TCPAddress(None, options["port"])],
+        shared=options["reuse_port"],
+        unix_mode=options["unix_socket_mode"],
+    )
+    worker_options = supervisor.WorkerOptions(
+        # A debugger stopped at a breakpoint blocks the loop too.
+        worker_timeout=0.0 if debug else options["worker_timeout"],
+        max_requests=options["max_requests"],
+        max_requests_jitter=options["max_requests_jitter"],
+        reexec=True,
+    )
+    reloader = devreload.Reloader() if debug else None
+    try:
+        if pid_file is not None:
+            try:
+                pid_file.write()
+            except pidfile.PidFileError as error:
+                _usage_error(error)
+        if reloader is not None:
+            make_runner = reloader.watching(make_runner)
+        with _metrics_directory():
+            supervisor.serve(make_runner, sockets, processes, worker_options)
+    finally:
+        listen.release(sockets)
+        if pid_file is not None:
+            pid_file.remove()
+    if reloader is not None:
+        reloader.restart_if_changed()
 
 
 @contextlib.contextmanager
@@ -194,6 +280,11 @@ def _metrics_directory() -> Iterator[None]:
     supervisor.observe_workers(metrics.observe_worker)
     with metrics.service_directory():
         yield
+
+
+def _usage_error(error: Exception) -> NoReturn:
+    sys.stderr.write(f"sprockets_http: {error}\n")
+    raise SystemExit(config.USAGE_ERROR) from None
 
 
 def _accepts(func: Callable[..., Any], name: str) -> bool:

@@ -30,7 +30,7 @@ from typing import Any, NoReturn, TypeVar
 import dotenv
 
 import sprockets_http
-from sprockets_http import config
+from sprockets_http import config, reload
 
 _T = TypeVar("_T")
 
@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for option in _OPTIONS
         if getattr(args, option.name) is not None
     }
+    if args.check:
+        os.environ[reload.CHECK_VARIABLE] = "1"  # what run() reads
     sprockets_http.run(factory, settings)
 
 
@@ -101,6 +103,12 @@ def _build_parser() -> _Parser:
         help="let the --env-file variables replace those already set",
     )
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="import MODULE, build the application and exit: 0 when that "
+        "worked, else the status of a failed start; nothing is served",
+    )
+    parser.add_argument(
         "--version",
         action="version",
         version=f"%(prog)s {sprockets_http.__version__}",
@@ -120,10 +128,12 @@ def _add_option(parser: _Parser, option: config.Option[Any]) -> None:
             help=f"{option.help} ({where}, else off)",
         )
         return
-    default = option.default if option.default_help is None else option.default_help
+    default = option.default if option.default_text is None else option.default_text
     parser.add_argument(
         flag,
         dest=option.name,
+        # Each value converts to a tuple, which "extend" adds to the list.
+        action="extend" if option.repeatable else "store",
         type=functools.partial(_convert, option),
         metavar=option.metavar,
         help=f"{option.help} ({where}, else {default})",

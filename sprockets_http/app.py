@@ -15,6 +15,11 @@ service's lifecycle callbacks in :attr:`~CallbackManager.runner_callbacks`:
     starts on its own, in order, and none waits for another, so a callback
     that runs as long as the service (a queue consumer) does not hold up
     the next.  A failure is logged and the others still run.
+``drain``
+    ``callback(app)``, run in order when this process begins to drain
+    (after ``shutdown_delay``), before its WebSockets are told to go and
+    while in-flight requests still run: the moment to send clients a last
+    message.  A failure is logged and the others still run.
 ``shutdown``
     ``callback(app)``, run in order when the service stops, after in-flight
     requests have finished.  A failure is logged and the others still run.
@@ -46,8 +51,9 @@ from typing import Any, TypedDict, TypeVar
 import tornado
 from tornado import httputil, ioloop, web
 
-from sprockets_http import _lifecycle, accesslog, config, context
+from sprockets_http import _lifecycle, accesslog, config, context, drain
 from sprockets_http.extensions import (
+    HOOKS,
     ExtensionRegistry,
     ExtensionStatus,
     load_installed,
@@ -81,13 +87,18 @@ class RunnerCallbacks(TypedDict):
 
     before_run: list[StartCallback]
     on_start: list[StartCallback]
+    drain: list[ShutdownCallback]
     shutdown: list[ShutdownCallback]
 
 
 _C = TypeVar("_C", StartCallback, ShutdownCallback)
 
-PHASES = ("before_run", "on_start", "shutdown")
-"""The keys of :attr:`CallbackManager.runner_callbacks`, in the order they run."""
+PHASES = ("before_run", "on_start", "drain", "shutdown")
+"""The keys of :attr:`CallbackManager.runner_callbacks`, in the order they run.
+
+.. versionchanged:: 3.0.0
+   ``drain``.
+"""
 
 StopHandler = Callable[[float | None], None]
 """What :meth:`CallbackManager.stop` hands a stop to: called with the
@@ -156,6 +167,14 @@ class CallbackManager:
         return self.runner_callbacks["on_start"]
 
     @property
+    def on_drain_callbacks(self) -> list[ShutdownCallback]:
+        """The ``drain`` callbacks, in the order they run.
+
+        .. versionadded:: 3.0.0
+        """
+        return self.runner_callbacks["drain"]
+
+    @property
     def on_shutdown_callbacks(self) -> list[ShutdownCallback]:
         """The ``shutdown`` callbacks, in the order they run."""
         return self.runner_callbacks["shutdown"]
@@ -196,12 +215,13 @@ class CallbackManager:
         :param io_loop: passed to ``before_run`` and ``on_start`` callbacks
 
         Extension hooks come before the callbacks in ``before_run`` and
-        ``on_start``, and after them in ``shutdown``.
+        ``on_start``, and after them in ``shutdown``; ``drain`` has
+        callbacks only.
 
         .. versionadded:: 3.0.0
         """
         args: tuple[Any, ...] = (self.tornado_application,)
-        if phase != "shutdown":
+        if phase in ("before_run", "on_start"):
             args += (io_loop,)
         callbacks: list[Callable[..., Any]] = self.runner_callbacks[phase]  # type: ignore[literal-required]
         steps = [
@@ -211,6 +231,8 @@ class CallbackManager:
             )
             for callback in callbacks
         ]
+        if phase not in HOOKS:  # extensions have no drain hook
+            return steps
         hooks = self._extensions.steps(phase, args)
         if phase == "shutdown":
             return steps + hooks
@@ -304,6 +326,16 @@ class CallbackManager:
         if tasks:
             await asyncio.wait(tasks)
 
+    async def run_drain(self, shutdown_limit: float = 5.0) -> None:
+        """Run the ``drain`` callbacks; failures are logged.
+
+        :param shutdown_limit: seconds each awaitable callback may take; one
+            that takes longer is cancelled, logged, and the next one runs
+
+        .. versionadded:: 3.0.0
+        """
+        await self._run_to_the_end("drain", shutdown_limit)
+
     async def run_shutdown(self, shutdown_limit: float = 5.0) -> None:
         """Run the ``shutdown`` callbacks; failures are logged.
 
@@ -312,9 +344,12 @@ class CallbackManager:
 
         .. versionadded:: 3.0.0
         """
+        await self._run_to_the_end("shutdown", shutdown_limit)
+
+    async def _run_to_the_end(self, phase: str, shutdown_limit: float) -> None:
         await _lifecycle.run_steps(
-            "shutdown",
-            self.phase_steps("shutdown"),
+            phase,
+            self.phase_steps(phase),
             stop_on_failure=False,
             timeout=shutdown_limit,
         )
@@ -341,7 +376,8 @@ class CallbackManager:
         is ready.
 
         Otherwise, as with ``sprockets.http`` (in tests, or with a loop the
-        caller runs): the ``shutdown`` callbacks run; then, every
+        caller runs): the drain :func:`~sprockets_http.drain.notice` is set,
+        the ``drain`` callbacks run, then the ``shutdown`` callbacks; then, every
         ``wait_timeout`` seconds for at most ``shutdown_limit`` seconds, the
         loop is checked for other pending tasks; then ``io_loop`` is stopped.
         Nothing is cancelled, since the loop is not the application's.
@@ -363,6 +399,8 @@ class CallbackManager:
     ) -> None:
         # Not in a finally clause: when this is cancelled, whoever cancelled
         # it is running the loop and must not see it stop.
+        drain.notice(self.tornado_application).set()
+        await self.run_drain(shutdown_limit)
         await self.run_shutdown(shutdown_limit)
         await _lifecycle.wait_for_other_tasks(shutdown_limit, wait_timeout)
         io_loop.stop()

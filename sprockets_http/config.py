@@ -22,15 +22,20 @@ environment raises :class:`EnvironmentValueError`, which
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
+from sprockets_http import _cpus, forwarded, listen, pidfile
+
 T = TypeVar("T")
 
 USAGE_ERROR = 2
 """Exit status for a malformed setting in the environment or command line."""
+
+LOGGER = logging.getLogger("sprockets_http.config")
 
 
 class EnvironmentValueError(ValueError):
@@ -56,8 +61,10 @@ class Option(Generic[T]):
     :param per_application: whether the application's own settings may set
         it (for options each serving process reads after the factory ran)
     :param metavar: the placeholder in ``--help``
-    :param default_help: how ``--help`` describes the default, when that
-        is not the default's value (e.g. a default chosen at run time)
+    :param repeatable: the command-line flag may be given several times,
+        each adding to the value (a tuple), as a comma in the value does
+    :param default_text: the default as ``--help`` shows it, when the
+        value itself does not read well
     """
 
     name: str
@@ -66,7 +73,8 @@ class Option(Generic[T]):
     help: str
     per_application: bool = False
     metavar: str | None = None
-    default_help: str | None = None
+    repeatable: bool = False
+    default_text: str | None = None
 
     @property
     def variable(self) -> str:
@@ -180,12 +188,37 @@ def choice(*choices: str) -> Callable[[object], str]:
     return convert
 
 
+def file_mode(value: object) -> int:
+    """File permissions: octal text such as ``660``, or an integer (``0o660``)."""
+    message = "must be file permissions in octal, such as 660"
+    if isinstance(value, bool):
+        raise ValueError(message)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        try:
+            number = int(text, 8)
+        except ValueError:
+            raise ValueError(message) from None
+    else:
+        raise ValueError(message)
+    if not 0 <= number <= 0o777:
+        raise ValueError(message)
+    return number
+
+
 def process_count(number_of_procs: int, debug: bool) -> int:
     """How many processes to run for the ``number_of_procs`` setting.
 
-    :param number_of_procs: 0 for one per CPU, else the count
+    :param number_of_procs: 0 for one per CPU this process may use: those
+        its affinity allows, fewer when a cgroup v2 CPU quota (a
+        container's CPU limit) gives less time, rounded up; else the count
     :param debug: debug mode always runs one process
     :raises ValueError: when ``number_of_procs`` is negative
+
+    With 0, one INFO line says what was found, e.g. ``2 workers: 2 CPUs
+    available (affinity 2, cgroup quota none)``.
 
     .. versionadded:: 3.0.0
     """
@@ -193,7 +226,11 @@ def process_count(number_of_procs: int, debug: bool) -> int:
         raise ValueError(f"number_of_procs must be 0 or more, not {number_of_procs}")
     if debug:
         return 1
-    return number_of_procs or os.cpu_count() or 1
+    if number_of_procs:
+        return number_of_procs
+    cpus = _cpus.available()
+    LOGGER.info("%d worker%s: %s", cpus.count, "" if cpus.count == 1 else "s", cpus)
+    return cpus.count
 
 
 def _number(kind: Callable[[Any], T], value: object, message: str) -> T:
@@ -205,12 +242,47 @@ def _number(kind: Callable[[Any], T], value: object, message: str) -> T:
         raise ValueError(message) from None
 
 
-PORT = Option("port", port, 8000, "TCP port to listen on", metavar="N")
+PORT = Option("port", port, 8000, "TCP port to listen on, every interface", metavar="N")
+BIND: Option[tuple[listen.Address, ...]] = Option(
+    "bind",
+    listen.addresses,
+    (),
+    "where to listen instead of --port: HOST:PORT, [IPV6]:PORT, unix:PATH or "
+    "fd://N; repeatable",
+    metavar="ADDRESS",
+    repeatable=True,
+    default_text="--port",
+)
+UNIX_SOCKET_MODE = Option(
+    "unix_socket_mode",
+    file_mode,
+    0o660,
+    "permissions of the unix socket files --bind creates",
+    metavar="MODE",
+    default_text="660",
+)
+FORWARDED_ALLOW_IPS = Option(
+    "forwarded_allow_ips",
+    forwarded.AllowList.parse,
+    forwarded.LOOPBACK,
+    "proxies whose X-Forwarded-For/-Proto are believed: addresses and "
+    "networks, comma-separated, or *",
+    per_application=True,
+    metavar="ADDRESSES",
+)
+PID_FILE = Option(
+    "pid_file",
+    pidfile.path,
+    None,
+    "write the main process's pid to this file",
+    metavar="FILE",
+    default_text="none",
+)
 NUMBER_OF_PROCS = Option(
     "number_of_procs",
     count,
     0,
-    "worker processes; 0 for one per CPU",
+    "worker processes; 0 for one per CPU this process may use",
     metavar="N",
 )
 DEBUG = Option("debug", flag, False, "Tornado's debug mode, one process, readable logs")
@@ -243,7 +315,7 @@ LOG_FORMAT: Option[str | None] = Option(
     None,
     "log records as JSON lines or readable text lines",
     metavar="json|text",
-    default_help="text when stderr is a terminal, else json",
+    default_text="text when stderr is a terminal, else json",
 )
 LOOP = Option(
     "loop",
@@ -259,13 +331,42 @@ ACCESS_LOG_QUERY = Option(
     "show the query string in access log records (it may hold secrets)",
     per_application=True,
 )
+WORKER_TIMEOUT = Option(
+    "worker_timeout",
+    seconds,
+    30.0,
+    "replace a worker whose event loop is blocked this long, after logging "
+    "its stacks; 0 never",
+    metavar="SECONDS",
+)
+MAX_REQUESTS = Option(
+    "max_requests",
+    count,
+    0,
+    "replace a worker once it has served this many requests; 0 never",
+    metavar="N",
+)
+MAX_REQUESTS_JITTER = Option(
+    "max_requests_jitter",
+    count,
+    0,
+    "add a random 0 to N to each worker's max_requests",
+    metavar="N",
+)
 
 RUN_OPTIONS: tuple[Option[Any], ...] = (
     PORT,
+    BIND,
+    UNIX_SOCKET_MODE,
     NUMBER_OF_PROCS,
     SHUTDOWN_DELAY,
     SHUTDOWN_LIMIT,
     REUSE_PORT,
+    FORWARDED_ALLOW_IPS,
+    PID_FILE,
+    WORKER_TIMEOUT,
+    MAX_REQUESTS,
+    MAX_REQUESTS_JITTER,
     LOG_FORMAT,
     LOOP,
 )

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import graphlib
 import heapq
 import importlib.metadata
 import inspect
@@ -295,50 +296,41 @@ class ExtensionRegistry:
                 + "; ".join(unmet)
                 + f" (registered: {', '.join(map(repr, self._entries)) or 'none'})"
             )
-        # Kahn's algorithm; among extensions free to start, the heap picks the
-        # lowest (rank, registration index), so "first", "last" and
-        # registration order hold wherever the needs allow.
-        index = {name: position for position, name in enumerate(self._entries)}
-        waiting_on: dict[str, set[str]] = {}
-        unblocks: dict[str, list[str]] = {name: [] for name in self._entries}
-        for entry in self._entries.values():
-            waiting_on[entry.name] = {
+        needs = {
+            entry.name: {
                 provider.name
                 for feature in entry.needs
                 for provider in providers[feature]
                 if provider is not entry
             }
-            for provider_name in waiting_on[entry.name]:
-                unblocks[provider_name].append(entry.name)
-        ready = [
-            (entry.rank, index[entry.name], entry.name)
             for entry in self._entries.values()
-            if not waiting_on[entry.name]
-        ]
-        heapq.heapify(ready)
+        }
+        sorter = graphlib.TopologicalSorter(needs)
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as error:
+            raise ExtensionError(self._describe_cycle(error.args[1])) from None
+        # Among the extensions free to start, the heap picks the lowest
+        # (rank, registration index), so "first", "last" and registration
+        # order hold wherever the needs allow.
+        index = {name: position for position, name in enumerate(self._entries)}
+        ready: list[tuple[int, int, str]] = []
         ordered: list[_Entry] = []
-        while ready:
+        while sorter.is_active():
+            for name in sorter.get_ready():
+                heapq.heappush(ready, (self._entries[name].rank, index[name], name))
             _, _, name = heapq.heappop(ready)
             ordered.append(self._entries[name])
-            for blocked in unblocks[name]:
-                waiting_on[blocked].discard(name)
-                if not waiting_on[blocked]:
-                    entry = self._entries[blocked]
-                    heapq.heappush(ready, (entry.rank, index[blocked], blocked))
-        if len(ordered) < len(self._entries):
-            raise ExtensionError(self._describe_cycle(waiting_on))
+            sorter.done(name)
         return ordered
 
-    def _describe_cycle(self, waiting_on: Mapping[str, set[str]]) -> str:
-        # Every extension left waits on another one left, so following any
-        # of them from one to the next must come back to an extension seen.
-        path = [next(name for name, waits in waiting_on.items() if waits)]
-        while True:
-            following = min(waiting_on[path[-1]], key=list(self._entries).index)
-            if following in path:
-                cycle = [*path[path.index(following) :], following]
-                break
-            path.append(following)
+    def _describe_cycle(self, cycle: list[str]) -> str:
+        # graphlib lists each extension before one that needs it, the first
+        # again at the end; told from the earliest registered, the needs
+        # read forwards.
+        names = list(reversed(cycle[1:]))
+        start = names.index(min(names, key=list(self._entries).index))
+        cycle = [*names[start:], *names[:start], names[start]]
         links = []
         for needer, provider in itertools.pairwise(cycle):
             features = sorted(

@@ -96,7 +96,7 @@ from typing import TYPE_CHECKING, Any
 
 from tornado import ioloop, routing, web
 
-from sprockets_http import accesslog
+from sprockets_http import accesslog, reload
 
 LOGGER = logging.getLogger("sprockets_http.metrics")
 
@@ -174,16 +174,48 @@ def _claim_directory() -> str | None:
     path = os.environ.get(DIRECTORY_VARIABLE)
     owner, how = _owner()
     # Inherited from another service's own choice (its child process, or a
-    # test run): sharing it would add up two services.
+    # test run): sharing it would add up two services.  A check of new code
+    # (see sprockets_http.reload) serves nothing and keeps its values apart.
     inherited = how == "created" and owner != str(pid)
-    if path and not inherited:
+    checking = os.environ.get(reload.CHECK_VARIABLE, "") not in ("", "0")
+    if path and not inherited and not checking:
         os.makedirs(path, exist_ok=True)
         return path
-    path = tempfile.mkdtemp(prefix="sprockets_http-metrics-")
-    os.environ[DIRECTORY_VARIABLE] = path
-    os.environ[_OWNER_VARIABLE] = f"{pid}:created:{path}"
+    _remove_abandoned()
+    path = tempfile.mkdtemp(prefix=_PREFIX)
+    with open(os.path.join(path, _OWNER_FILE), "w") as owner_file:
+        owner_file.write(str(pid))
+    _set(DIRECTORY_VARIABLE, path)
+    _set(_OWNER_VARIABLE, f"{pid}:created:{path}")
     atexit.register(_remove_created, path, pid)
     return path
+
+
+_PREFIX = "sprockets_http-metrics-"
+_OWNER_FILE = ".owner"
+
+
+def _remove_abandoned() -> None:
+    """Remove the directories made here by processes that are gone.
+
+    A service killed with SIGKILL (or by the out-of-memory killer) cannot
+    remove its own.
+    """
+    for path in glob.glob(os.path.join(tempfile.gettempdir(), _PREFIX + "*")):
+        try:
+            with open(os.path.join(path, _OWNER_FILE)) as owner_file:
+                os.kill(int(owner_file.read()), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):
+            pass  # not ours to judge: another user's, or being made
+
+
+def _set(name: str, value: str) -> None:
+    # In this process, and in the one a SIGHUP re-executes: the directory
+    # and its counts outlive a restart.
+    os.environ[name] = value
+    reload.keep_across_reexec(name, value)
 
 
 _DIRECTORY = _claim_directory()
@@ -642,7 +674,7 @@ def observe_worker(event: str, pid: int, cause: str) -> None:
             )
     if event == "started":
         _worker_counters["starts"].labels(cause).inc()
-        if cause in ("replacement", "restart"):
+        if cause != "start":
             _worker_counters["replacements"].labels(cause).inc()
     elif event == "exited":
         _worker_counters["exits"].labels(cause).inc()
@@ -678,7 +710,7 @@ def service_directory() -> Iterator[str | None]:
     owner, how = _owner()
     if owner != pid:  # the user's directory, new to this process
         _empty(_DIRECTORY, keep=pid)
-        os.environ[_OWNER_VARIABLE] = f"{pid}:given:{_DIRECTORY}"
+        _set(_OWNER_VARIABLE, f"{pid}:given:{_DIRECTORY}")
         how = "given"
     LOGGER.info("metrics of every process are kept in %s", _DIRECTORY)
     if _IMPORTED_TOO_EARLY:

@@ -11,11 +11,20 @@ process, on an asyncio loop that :func:`serve_until_stopped` creates:
 3. on SIGTERM or SIGINT, or when the application calls
    :meth:`~sprockets_http.app.CallbackManager.stop`, mark the application as
    draining (so that :class:`~sprockets_http.health.HealthHandler` fails),
-   keep serving for :attr:`Runner.shutdown_delay` seconds, then stop
-   accepting, close idle keep-alive connections at once, let in-flight
-   requests finish (for at most :attr:`Runner.shutdown_limit` seconds), run
-   the ``shutdown`` callbacks, give tasks still pending on the loop
+   keep serving for :attr:`Runner.shutdown_delay` seconds, then drain:
+   set the application's :func:`~sprockets_http.drain.notice`, run the
+   ``drain`` callbacks, stop accepting, answer what still arrives with
+   ``Connection: close``, close idle keep-alive connections once quiet,
+   send every WebSocket a close frame, and let in-flight requests and the
+   WebSockets' close handshakes finish (for at most
+   :attr:`Runner.shutdown_limit` seconds, after which what is left is
+   aborted); then run the
+   ``shutdown`` callbacks, give tasks still pending on the loop
    ``shutdown_limit`` seconds to finish, and return.
+
+A worker that a supervisor replaces (see :meth:`Runner.request_stop`)
+stops the same way without ``shutdown_delay`` and without failing the
+health check: the service as a whole stays up.
 
 Nothing polls: the drain ends the moment the last connection closes, so an
 idle service exits as soon as its ``shutdown`` callbacks are done.  A second
@@ -39,7 +48,16 @@ from typing import Any
 
 from tornado import ioloop, web
 
-from sprockets_http import _lifecycle, _systemd, config, eventloop, listen, logconfig
+from sprockets_http import (
+    _lifecycle,
+    _systemd,
+    config,
+    drain,
+    eventloop,
+    forwarded,
+    listen,
+    logconfig,
+)
 from sprockets_http.app import (
     CallbackManager,
     ShutdownCallback,
@@ -173,11 +191,29 @@ class Runner:
        Kept for compatibility with ``sprockets.http``; nothing polls any
        more, so it has no effect.
 
+    .. attribute:: forwarded_allow_ips
+
+       The peers whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+       believed when the application's ``xheaders`` setting is on (see
+       :mod:`sprockets_http.forwarded`).  Default :data:`None`: the
+       application's ``forwarded_allow_ips`` setting, else the
+       ``FORWARDED_ALLOW_IPS`` environment variable, else loopback.
+
+       .. versionadded:: 3.0.0
+
     .. attribute:: on_stop
 
        Called once, when a stop begins, with the signal number, or
        :data:`None` when the application asked to stop.  Default
        :data:`None`.
+
+       .. versionadded:: 3.0.0
+
+    .. attribute:: stop_signals
+
+       The signals that start a graceful stop while :meth:`serve` runs.
+       Default :data:`STOP_SIGNALS`; a supervised worker handles SIGTERM
+       only (see :mod:`sprockets_http.supervisor`).
 
        .. versionadded:: 3.0.0
     """
@@ -196,25 +232,30 @@ class Runner:
         self.shutdown_limit = 5.0
         self.shutdown_delay = 0.0
         self.wait_timeout = 1.0
+        self.forwarded_allow_ips: forwarded.AllowList | None = None
         self.on_stop: Callable[[int | None], None] | None = None
+        self.stop_signals: tuple[int, ...] = STOP_SIGNALS
         # asyncio.Event binds to a loop when first waited for, not here.
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
+        self._replacing = False
 
     @property
     def stop_budget(self) -> float:
         """The longest a graceful stop may take, in seconds.
 
         ``shutdown_delay`` + ``shutdown_limit`` for the drain +
-        ``shutdown_limit`` per step of the ``shutdown`` phase, callbacks and
-        extension hooks alike (each is cancelled when it takes longer) +
-        ``shutdown_limit`` for the tasks still pending.  A synchronous step
-        that blocks cannot be cancelled, so this is a promise only for
-        well-behaved ones.
+        ``shutdown_limit`` per step of the ``drain`` and ``shutdown``
+        phases, callbacks and extension hooks alike (each is cancelled when
+        it takes longer) + ``shutdown_limit`` for the tasks still pending.
+        A synchronous step that blocks cannot be cancelled, so this is a
+        promise only for well-behaved ones.
 
         .. versionadded:: 3.0.0
         """
-        steps = len(self.application.phase_steps("shutdown"))
+        steps = len(self.application.phase_steps("drain")) + len(
+            self.application.phase_steps("shutdown")
+        )
         return self.shutdown_delay + self.shutdown_limit * (2 + steps)
 
     def run(self, port: int, number_of_procs: int = 0) -> None:
@@ -222,7 +263,7 @@ class Runner:
 
         :param port: the TCP port to listen on
         :param number_of_procs: how many processes to run, see
-            :func:`sprockets_http.supervisor.process_count`; with more than
+            :func:`sprockets_http.config.process_count`; with more than
             one, this application is created once here and every worker
             process serves its own copy of it
         :raises SystemExit: with :data:`EXIT_START_FAILED` when a
@@ -276,7 +317,7 @@ class Runner:
             loop.run_until_complete(self._serve(io_loop, sockets, on_ready))
             return 0
         finally:
-            for signo in STOP_SIGNALS:
+            for signo in self.stop_signals:
                 loop.remove_signal_handler(signo)
             for sock in sockets:
                 sock.close()
@@ -308,23 +349,40 @@ class Runner:
         """Stop accepting connections and close idle keep-alive connections.
 
         In-flight requests carry on; their connections close as they finish.
+        Idle connections close once quiet, and WebSockets are told to go
+        (1001), as in a drain (see
+        :meth:`~sprockets_http.drain.DrainingHTTPServer.begin_drain`).
         """
         if self.server is not None:
             self.server.begin_drain()
 
-    def request_stop(self, signo: int = signal.SIGTERM) -> None:
+    def request_stop(
+        self, signo: int = signal.SIGTERM, *, replacing: bool = False
+    ) -> None:
         """Start a graceful stop as if ``signo`` had been received.
+
+        :param replacing: this process is replaced by another while the
+            service goes on (a rolling restart), rather than the service
+            stopping: no load balancer needs to take the service out of
+            rotation, so ``shutdown_delay`` is skipped and the health check
+            keeps answering ``ok``; in-flight requests still finish; the
+            drain's :func:`~sprockets_http.drain.notice` says so, and
+            WebSockets are closed with 1012 (Service Restart) instead of
+            1001 (Going Away).  The supervisor asks for this.  Asked for
+            while a stop is under way, it changes nothing.
 
         .. versionadded:: 3.0.0
         """
-        self._on_signal(signo)
+        if replacing and self._stopping.is_set():
+            return  # not a second signal: no hurry
+        self._on_signal(signo, replacing)
 
     def _bind(self, port: int) -> list[socket.socket]:
         shared = config.REUSE_PORT.resolve(self.application.settings)
-        return listen.bind_or_exit(port, shared=shared)
+        return listen.open_or_exit([listen.TCPAddress(None, port)], shared=shared)
 
     def _handle_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        for signo in STOP_SIGNALS:
+        for signo in self.stop_signals:
             loop.add_signal_handler(signo, self._on_signal, signo)
 
     async def _serve(
@@ -345,13 +403,17 @@ class Runner:
         try:
             await self._until_stopped()
         finally:
-            for signo in STOP_SIGNALS:
+            for signo in self.stop_signals:
                 io_loop.asyncio_loop.remove_signal_handler(signo)  # type: ignore[attr-defined]
             io_loop.stop()
 
     async def _until_stopped(self) -> None:
         await self._stopping.wait()
         await self._serve_while_failing_health()
+        drain.notice(self.application.tornado_application).set(
+            replacing=self._replacing
+        )
+        await self.application.run_drain(self.shutdown_limit)
         await _lifecycle.run_steps(
             "drain",
             [_lifecycle.Step("stop accepting and finish requests", self._drain)],
@@ -366,29 +428,40 @@ class Runner:
         options: dict[str, Any] = {
             key: settings[key] for key in _SERVER_SETTINGS if key in settings
         }
+        allowed = self.forwarded_allow_ips
+        if allowed is None:
+            allowed = config.FORWARDED_ALLOW_IPS.resolve(settings)
         self.server = DrainingHTTPServer(
             self.application.tornado_application,
             xheaders=settings.get("xheaders", True),
+            forwarded_allow_ips=allowed,
             **options,
         )
         self.server.add_sockets(sockets)
-        ports = sorted({sock.getsockname()[1] for sock in sockets})
-        self.logger.info(
-            "serving on port %s (pid %d) with %s",
-            ", ".join(map(str, ports)),
-            os.getpid(),
-            eventloop.loop_name(ioloop.IOLoop.current().asyncio_loop),  # type: ignore[attr-defined]
-        )
+        where = ", ".join(map(listen.describe, sockets))
+        ports = listen.tcp_ports(sockets)
+        loop = eventloop.loop_name(ioloop.IOLoop.current().asyncio_loop)  # type: ignore[attr-defined]
+        if ports:  # "serving on port N" first: tools wait for that line
+            self.logger.info(
+                "serving on port %s (pid %d) with %s at %s",
+                ", ".join(map(str, ports)),
+                os.getpid(),
+                loop,
+                where,
+            )
+        else:
+            self.logger.info("serving on %s (pid %d) with %s", where, os.getpid(), loop)
 
     def _stop_asked_by_application(self, shutdown_limit: float | None) -> None:
         if shutdown_limit is not None:
             self.shutdown_limit = shutdown_limit
         self._begin_stop(None, "the application asked to stop")
 
-    def _on_signal(self, signo: int) -> None:
+    def _on_signal(self, signo: int, replacing: bool = False) -> None:
         name = signal.Signals(signo).name
         if not self._stopping.is_set():
-            self._begin_stop(signo, f"received {name}")
+            self._replacing = replacing
+            self._begin_stop(signo, "replaced" if replacing else f"received {name}")
             return
         self.logger.warning(
             "received %s again, not waiting any longer (pid %d)", name, os.getpid()
@@ -401,14 +474,20 @@ class Runner:
         if self._stopping.is_set():
             return
         self.logger.info("%s, stopping (pid %d)", why, os.getpid())
-        _mark_draining(self.application.tornado_application)
-        _systemd.notify("STOPPING=1")
+        if not self._replacing:
+            _mark_draining(self.application.tornado_application)
+            _systemd.notify("STOPPING=1")
         self._stopping.set()
         if self.on_stop is not None:
             self.on_stop(signo)
 
     async def _serve_while_failing_health(self) -> None:
-        if self.server is None or self.shutdown_delay <= 0 or self._hurry.is_set():
+        if (
+            self.server is None
+            or self.shutdown_delay <= 0
+            or self._hurry.is_set()
+            or self._replacing
+        ):
             return
         self.logger.info(
             "health check failing, still serving for %.1f s (pid %d)",
@@ -422,11 +501,14 @@ class Runner:
         if self.server is None:
             return
         self.logger.info("draining (pid %d)", os.getpid())
-        self.server.begin_drain()
+        self.server.begin_drain(replacing=self._replacing)
         left = await self.server.wait_drained(self.shutdown_limit)
         if left:
             self.logger.warning(
-                "closing %d connection(s) with requests still in flight", left
+                "closing %d connection(s) still open after %.1f s "
+                "(requests in flight, or WebSockets not closed by their client)",
+                left,
+                self.shutdown_limit,
             )
             await self.server.close_all_connections()
         self.logger.info("drained (pid %d)", os.getpid())

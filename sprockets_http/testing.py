@@ -7,7 +7,7 @@ open, clients connected.
 
 pytest users get the same from the ``sprockets_app`` fixture, which pytest
 finds by itself once ``sprockets_http`` is installed (see
-:mod:`sprockets_http.pytest_plugin`).
+:mod:`sprockets_http_pytest`).
 """
 
 from __future__ import annotations

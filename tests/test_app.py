@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 from tornado import ioloop, testing, web
 
-from sprockets_http import app
+from sprockets_http import app, drain
 from sprockets_http.testing import SprocketsHttpTestCase
 
 QUOTED = r'(?:[^"\\]|\\.)*'  # a quoted field with backslash escapes
@@ -228,6 +228,28 @@ def test_stop_runs_shutdown_then_stops_the_loop() -> None:
     finally:
         io_loop.close()
     assert calls == ["shutdown"]
+
+
+def test_stop_without_a_runner_sets_the_drain_notice_and_runs_drain_callbacks() -> None:
+    calls: list[tuple[str, bool]] = []
+
+    def record(phase: str) -> Any:
+        return lambda application: calls.append(
+            (phase, drain.notice(application).is_set())
+        )
+
+    application = app.Application()
+    application.on_shutdown_callbacks.append(record("shutdown"))
+    application.on_drain_callbacks.append(record("drain"))
+    assert app.PHASES.index("drain") < app.PHASES.index("shutdown")
+    io_loop = ioloop.IOLoop(make_current=False)
+    try:
+        application.stop(io_loop, shutdown_limit=1.0, wait_timeout=0.1)
+        io_loop.start()
+    finally:
+        io_loop.close()
+    assert calls == [("drain", True), ("shutdown", True)]
+    assert drain.notice(application).close_code == 1001
 
 
 def test_a_hanging_shutdown_callback_is_cut_off_and_the_next_still_runs(

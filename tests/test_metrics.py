@@ -140,12 +140,12 @@ def test_the_scrape_counts_exactly_the_requests_of_both_workers_through_restarts
     }
     assert events == {
         ("starts", "start"): 2,
-        ("starts", "restart"): 2,
-        ("starts", "replacement"): 1,
-        ("replacements", "restart"): 2,
-        ("replacements", "replacement"): 1,
-        ("exits", "stopped"): 2,
-        ("exits", "died"): 1,
+        ("starts", "replaced"): 2,  # by SIGHUP
+        ("starts", "crashed"): 1,
+        ("replacements", "replaced"): 2,
+        ("replacements", "crashed"): 1,
+        ("exits", "replaced"): 2,
+        ("exits", "crashed"): 1,
     }
     # The scrape itself; a worker counts a request out right after answering
     # it, so the previous scrape may still be in.
@@ -184,6 +184,17 @@ def test_openmetrics_when_asked_and_the_directory_goes_with_the_service(
     assert not os.path.exists(directory)
     # Scrapes are logged at DEBUG, below the service's INFO.
     assert "/metrics" not in service.output
+
+
+def test_the_directory_of_a_killed_service_goes_when_another_starts(
+    services: type[Service],
+) -> None:
+    killed, _ = start(services)
+    directory = killed.wait_for(r'metrics of every process are kept in ([^\s"]+)')[1]
+    killed.kill_group()  # SIGKILL: nothing runs to remove it
+    assert os.path.isdir(directory)
+    start(services)
+    assert not os.path.exists(directory)
 
 
 def test_a_directory_of_your_own_is_emptied_at_start_and_kept(

@@ -251,9 +251,9 @@ def test_the_loop_asked_for_serves_and_is_named(
     services: type[Service], args: list[str], env: dict[str, str], expected: str
 ) -> None:
     service, port = serve(services, *args, **env)
-    assert service.wait_for(r"serving on port \d+ \(pid \d+\) with (\w+)").group(1) == (
-        expected
-    )
+    assert service.wait_for(r"serving on port \d+ \(pid \d+\) with (\w+) at ").group(
+        1
+    ) == (expected)
     _, _, body = http_get(port, "/loop")
     assert json.loads(body)["loop"].partition(".")[0] == expected
     stop(service)

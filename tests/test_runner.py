@@ -128,7 +128,7 @@ def test_shutdown_limit_cuts_off_requests_that_take_longer(
     assert service.wait() == 0
     client.join(10)
     assert outcome and not isinstance(outcome[0], int), outcome
-    assert "closing 1 connection(s) with requests still in flight" in service.output
+    assert "closing 1 connection(s) still open after 0.2 s" in service.output
     assert service.count("event: shutdown async done") == 1
 
 

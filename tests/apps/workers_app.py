@@ -2,7 +2,10 @@
 
 Each lifecycle callback prints one ``event: NAME pid=N`` line, so tests can
 tell which worker ran what.  ``GET /`` answers ``{"pid": N}`` and
-``/health`` is :class:`sprockets_http.health.HealthHandler`.
+``/health`` is :class:`sprockets_http.health.HealthHandler`.  ``GET /slow``
+prints ``event: slow`` and answers after ``?seconds=`` (default 2) seconds;
+``GET /block`` prints ``event: block`` and blocks its event loop for an
+hour with ``time.sleep``.
 
 ``WORKERS``
     ``number_of_procs`` (default 2)
@@ -20,6 +23,7 @@ tell which worker ran what.  ``GET /`` answers ``{"pid": N}`` and
 
 from __future__ import annotations
 
+import asyncio
 import logging.config
 import os
 import sys
@@ -43,6 +47,19 @@ class PidHandler(web.RequestHandler):
         self.write({"pid": os.getpid()})
 
 
+class SlowHandler(web.RequestHandler):
+    async def get(self) -> None:
+        event("slow")
+        await asyncio.sleep(float(self.get_query_argument("seconds", "2")))
+        self.write({"pid": os.getpid()})
+
+
+class BlockingHandler(web.RequestHandler):
+    def get(self) -> None:
+        event("block")
+        time.sleep(3600)  # the line a blocked worker's stacks must show
+
+
 def before_run(application: web.Application, io_loop: ioloop.IOLoop) -> None:
     event("before_run")
     if os.environ.get("FAIL_BEFORE_RUN"):
@@ -61,7 +78,13 @@ def shutdown(application: web.Application) -> None:
 
 def make_app(**settings: Any) -> app.Application:
     application = app.Application(
-        [("/", PidHandler), ("/health", health.HealthHandler)], **settings
+        [
+            ("/", PidHandler),
+            ("/health", health.HealthHandler),
+            ("/slow", SlowHandler),
+            ("/block", BlockingHandler),
+        ],
+        **settings,
     )
     application.before_run_callbacks.append(before_run)
     application.on_start_callbacks.append(on_start)
