@@ -91,6 +91,7 @@ def test_the_scrape_counts_exactly_the_requests_of_both_workers_through_restarts
     assert total(samples, "http_request_duration_seconds_count", **route) == sent
     assert total(samples, "http_response_size_bytes_count", **route) == sent
     assert total(samples, "http_requests_total", handler=HELLO, status="200") == sent
+    assert total(samples, "observe_hellos_total") == sent  # the application's own
     # One series per worker process, named by pid.
     assert len([k for k in samples if k[0] == "process_resident_memory_bytes"]) == 2
 
@@ -133,6 +134,7 @@ def test_the_scrape_counts_exactly_the_requests_of_both_workers_through_restarts
     more, _ = send_hellos(port, 10)
     wait_exact(port, sent + more)
     samples = scrape(port)
+    assert total(samples, "observe_hellos_total") == sent + more
     events = {
         (name.split("_")[3], dict(labels)["cause"]): value
         for (name, labels), value in samples.items()

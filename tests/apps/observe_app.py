@@ -23,6 +23,14 @@ from sprockets_http import app, health, metrics, mixins
 
 LOGGER = logging.getLogger("observe_app")
 
+# The application's own metric, created at import as many are: added up
+# over the workers like the built-in ones.
+HELLOS: Any = None
+if metrics.available():
+    import prometheus_client
+
+    HELLOS = prometheus_client.Counter("observe_hellos", "Hellos said.")
+
 
 class Unserialisable:
     def __repr__(self) -> str:
@@ -36,6 +44,8 @@ class Hello(mixins.ErrorLogger, mixins.ErrorWriter, web.RequestHandler):
             "hello from the handler",
             extra={"order": 7, "tags": ["a", "b"], "thing": Unserialisable()},
         )
+        if HELLOS is not None:
+            HELLOS.inc()
         self.write(
             {"pid": os.getpid(), "request_id": sprockets_http.current_request_id()}
         )
