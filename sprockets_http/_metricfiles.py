@@ -39,6 +39,8 @@ _INTEGER = struct.Struct("i")
 _TWO_DOUBLES = struct.Struct("dd")
 PACK = _TWO_DOUBLES.pack
 """``PACK(value, timestamp)``: the 16 bytes at a :class:`ValueFile` place."""
+PACK_INTO = _TWO_DOUBLES.pack_into
+"""``PACK_INTO(map, place, value, timestamp)``: write them there."""
 _FIRST_SIZE = 1 << 16
 RETIRED = "retired"
 """The pid part of the names of the files of retired values."""

@@ -23,6 +23,7 @@ import dataclasses
 import ipaddress
 import socket
 import typing
+from collections.abc import Awaitable
 from typing import Any
 
 from tornado import http1connection, httpserver, httputil, iostream
@@ -113,6 +114,10 @@ class AllowList:
         return False
 
 
+_FORWARDING_HEADERS = frozenset(
+    {"X-Forwarded-For", "X-Real-Ip", "X-Forwarded-Proto", "X-Scheme"}
+)
+
 LOOPBACK = AllowList.parse("127.0.0.0/8,::1")
 """The default: a proxy on this machine.
 
@@ -157,13 +162,66 @@ class ForwardedHTTPServer(httpserver.HTTPServer):
     def start_request(
         self, server_conn: object, request_conn: httputil.HTTPConnection
     ) -> httputil.HTTPMessageDelegate:
-        # HTTPServer reads its xheaders attribute here, for this request
-        # only: set it for this connection's peer.
+        # HTTPServer would wrap every request of a trusted peer in its own
+        # adapter, which resolves the client's address (getaddrinfo) even
+        # when no forwarding header came; _Forwarded does the same work only
+        # for the requests that carry one.
+        self.xheaders = False
+        delegate = super().start_request(server_conn, request_conn)
         conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
-        self.xheaders = conn.stream in self._trusted
-        return super().start_request(server_conn, request_conn)
+        if conn.stream in self._trusted:
+            return _Forwarded(delegate, request_conn)
+        return delegate
 
     def on_close(self, server_conn: object) -> None:
         conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
         self._trusted.discard(conn.stream)
         super().on_close(server_conn)
+
+
+class _Forwarded(httputil.HTTPMessageDelegate):
+    """Applies a trusted request's forwarding headers, as Tornado's
+    ``xheaders`` does, when the request has one; else passes it through."""
+
+    __slots__ = ("_applied", "_connection", "_delegate")
+
+    def __init__(
+        self,
+        delegate: httputil.HTTPMessageDelegate,
+        connection: httputil.HTTPConnection,
+    ) -> None:
+        self._delegate = delegate
+        self._connection = connection
+        self._applied = False
+
+    def headers_received(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+    ) -> Awaitable[None] | None:
+        # HTTPHeaders iterates over its normalised names.
+        if not _FORWARDING_HEADERS.isdisjoint(headers):
+            # The connection's context is Tornado's, and these two methods
+            # are what its own adapter calls.
+            context: Any = getattr(self._connection, "context", None)
+            context._apply_xheaders(headers)
+            self._applied = True
+        return self._delegate.headers_received(start_line, headers)
+
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        return self._delegate.data_received(chunk)
+
+    def finish(self) -> None:
+        self._delegate.finish()
+        self._unapply()
+
+    def on_connection_close(self) -> None:
+        self._delegate.on_connection_close()
+        self._unapply()
+
+    def _unapply(self) -> None:
+        # The next request on this connection starts from the socket's peer.
+        if self._applied:
+            context: Any = getattr(self._connection, "context", None)
+            context._unapply_xheaders()
+            self._applied = False

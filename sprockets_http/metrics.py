@@ -332,17 +332,16 @@ class _Collected:
 class _Series:
     """One value of this process, written through to its file at once."""
 
-    __slots__ = ("_end", "_file", "_place", "value")
+    __slots__ = ("_file", "_place", "value")
 
     def __init__(self, file: _metricfiles.ValueFile, key: str) -> None:
         self._file = file
         self._place, self.value = file.place(key)
-        self._end = self._place + 16
 
     def add(self, amount: float) -> None:
         # ValueFile.write() inlined: this runs several times per request.
         self.value += amount
-        self._file.map[self._place : self._end] = _metricfiles.PACK(self.value, 0.0)
+        _metricfiles.PACK_INTO(self._file.map, self._place, self.value, 0.0)
 
 
 class _Summary:
