@@ -20,6 +20,8 @@ import pytest
 import tornado
 from support import ROOT
 
+import sprockets_http
+
 PUBLISHED = "sprockets.http==2.5.1"
 
 
@@ -125,8 +127,9 @@ def test_install_works_where_no_sprockets_namespace_is_installed(
     tmp_path: Path,
 ) -> None:
     # Only this project and its dependencies: no site-packages, so no
-    # sprockets.mixins.mediatype providing a "sprockets" namespace.
-    for package in (tornado, dotenv):
+    # sprockets.mixins.mediatype providing a "sprockets" namespace.  The
+    # project is linked too, since it may be installed rather than here.
+    for package in (tornado, dotenv, sprockets_http):
         source = Path(package.__file__ or "").parent
         (tmp_path / source.name).symlink_to(source, target_is_directory=True)
     isolated = ["-S", "-c", script(INSTALL, MAPPED, "print(sprockets.__path__)")]
