@@ -70,6 +70,7 @@ BOUNDED = [
     "uvloop",
     "pytest",
     "pytest-timeout",
+    "pytest-xdist",
     "hypothesis",
     "coverage",
 ]

@@ -301,13 +301,15 @@ class Runner:
         which must not be running: the ``before_run`` callbacks are called
         before it runs.  SIGTERM and SIGINT are handled through the loop
         while this runs, and restored to their previous handling when it
-        returns.  The sockets are closed when it returns.
+        returns; one that arrives during the ``before_run`` callbacks stops
+        the service once they are done, without serving.  The sockets are
+        closed when it returns.
 
         .. versionadded:: 3.0.0
         """
         io_loop = ioloop.IOLoop.current()
         loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
-        self._handle_stop_signals(loop)
+        self._remember_stop_signals()
         try:
             try:
                 self.application.run_before_run_sync(io_loop, self.shutdown_limit)
@@ -317,8 +319,7 @@ class Runner:
             loop.run_until_complete(self._serve(io_loop, sockets, on_ready))
             return 0
         finally:
-            for signo in self.stop_signals:
-                loop.remove_signal_handler(signo)
+            self._release_stop_signals(loop)
             for sock in sockets:
                 sock.close()
 
@@ -341,7 +342,7 @@ class Runner:
         """
         io_loop = ioloop.IOLoop.current()
         loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
-        self._handle_stop_signals(loop)
+        self._remember_stop_signals()
         self._listen(self._bind(port))
         loop.create_task(self._stop_then_halt(io_loop))
 
@@ -381,9 +382,32 @@ class Runner:
         shared = config.REUSE_PORT.resolve(self.application.settings)
         return listen.open_or_exit([listen.TCPAddress(None, port)], shared=shared)
 
-    def _handle_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+    # uvloop hears a signal only while its loop runs: one that arrives
+    # before, or between two runs (a synchronous before_run callback), waits
+    # unseen until another signal comes.  So until the loop runs for good, a
+    # plain handler remembers stop signals, and the loop takes them over
+    # from the coroutine that lasts as long as the service.
+    def _remember_stop_signals(self) -> None:
+        self._early_signals: list[int] = []
+        self._previous_handlers = {
+            signo: signal.signal(signo, self._remember_signal)
+            for signo in self.stop_signals
+        }
+
+    def _remember_signal(self, signo: int, frame: object) -> None:
+        self._early_signals.append(signo)
+
+    def _take_over_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signo in self.stop_signals:
             loop.add_signal_handler(signo, self._on_signal, signo)
+        early, self._early_signals = self._early_signals, []
+        for signo in early:
+            self._on_signal(signo)
+
+    def _release_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signo, previous in self._previous_handlers.items():
+            loop.remove_signal_handler(signo)
+            signal.signal(signo, previous)
 
     async def _serve(
         self,
@@ -391,6 +415,7 @@ class Runner:
         sockets: list[socket.socket],
         on_ready: Callable[[Runner], None] | None,
     ) -> None:
+        self._take_over_stop_signals(asyncio.get_running_loop())
         if not self._stopping.is_set():  # a stop asked for during before_run
             self._listen(sockets)
             _systemd.notify("READY=1")
@@ -400,11 +425,12 @@ class Runner:
         await self._until_stopped()
 
     async def _stop_then_halt(self, io_loop: ioloop.IOLoop) -> None:
+        loop = asyncio.get_running_loop()
+        self._take_over_stop_signals(loop)
         try:
             await self._until_stopped()
         finally:
-            for signo in self.stop_signals:
-                io_loop.asyncio_loop.remove_signal_handler(signo)  # type: ignore[attr-defined]
+            self._release_stop_signals(loop)
             io_loop.stop()
 
     async def _until_stopped(self) -> None:

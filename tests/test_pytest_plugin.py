@@ -26,6 +26,15 @@ STRICT = (
     "no:hypothesispytest",
 )
 
+
+@pytest.fixture(autouse=True)
+def configuration_of_its_own(pytester: pytest.Pytester) -> None:
+    # Each inner run's rootdir is its temporary directory, even when that
+    # lies inside this project (nox's TMPDIR): this project's options
+    # (parallel workers, filters) are not for it.
+    pytester.makeini("[pytest]\n")
+
+
 APP = """
 import pytest
 from tornado import web

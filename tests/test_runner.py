@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import signal
 import socket
@@ -51,6 +52,41 @@ def test_async_before_run_finishes_before_serving(services: type[Service]) -> No
     service.wait_serving()
     before = service.count("before_run async done")
     assert before == 1, "serving was announced before before_run finished"
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "asyncio",
+        pytest.param(
+            "uvloop",
+            marks=pytest.mark.skipif(
+                importlib.util.find_spec("uvloop") is None,
+                reason="uvloop not installed",
+            ),
+        ),
+    ],
+)
+def test_a_stop_signal_during_before_run_stops_without_serving(
+    services: type[Service], loop: str
+) -> None:
+    # While the loop does not run: uvloop used to lose a signal then.
+    service = services(APP, {"LOOP": loop, "SLOW_BEFORE_RUN": "0.5"})
+    service.wait_for("event: before_run sync sleeping")
+
+    service.send(signal.SIGTERM)
+
+    assert service.wait() == 0
+    assert events(service) == [
+        "before_run async done",
+        "before_run sync sleeping",
+        "before_run sync done",
+        "shutdown sync failing",
+        "shutdown future done",
+        "shutdown async done",
+    ]
+    assert "received SIGTERM, stopping" in service.output
+    assert "serving on port" not in service.output
 
 
 def test_in_flight_request_finishes_before_shutdown_callbacks(

@@ -13,6 +13,9 @@ order of events in the process's output.
 ``SENTRY_OUT``
     initialise Sentry with a transport that appends envelopes to this file,
     through the ``sentry_sdk_init`` setting given to ``run()``
+``SLOW_BEFORE_RUN``
+    a synchronous before_run callback, after the asynchronous one, sleeps
+    this many seconds
 ``SENTRY_FROM_FACTORY``
     with ``SENTRY_OUT``: the factory puts ``version``, ``environment`` and
     ``sentry_sdk_init`` in the application's settings instead
@@ -24,6 +27,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 from tornado import web
@@ -73,6 +77,12 @@ async def before_run_async(application: Any, io_loop: Any) -> None:
     event("before_run async done")
 
 
+def before_run_slow(application: Any, io_loop: Any) -> None:
+    event("before_run sync sleeping")
+    time.sleep(float(os.environ["SLOW_BEFORE_RUN"]))
+    event("before_run sync done")
+
+
 def before_run_fail(application: Any, io_loop: Any) -> None:
     raise RuntimeError("boom-before-run")
 
@@ -103,6 +113,8 @@ CALLBACKS = {
     "on_start": [on_start],
     "shutdown": [shutdown_fail, shutdown_future, shutdown_async],
 }
+if os.environ.get("SLOW_BEFORE_RUN"):
+    CALLBACKS["before_run"].append(before_run_slow)
 if os.environ.get("FAIL_BEFORE_RUN"):
     CALLBACKS["before_run"].append(before_run_fail)
 
