@@ -83,7 +83,9 @@ SHOW_VERSIONS = (
 
 
 def _test_requirements(pyproject: dict[str, object]) -> tuple[str, ...]:
-    return nox.project.dependency_groups(pyproject, "test")
+    # pip too: tests/test_compat_imports.py fetches the published
+    # sprockets.http with it, and uv makes environments without pip.
+    return (*nox.project.dependency_groups(pyproject, "test"), "pip>=24")
 
 
 @nox.session(python=PYTHONS)
