@@ -2,6 +2,8 @@
 
 * ``tests-3.10`` ... ``tests-3.13``: the test suite on each supported Python,
   with the newest release of every dependency.
+* ``no_extras``: the test suite without the optional extras, whose tests
+  skip, saying which extra they need.
 * ``minimum``: the test suite, under coverage, on the oldest supported Python
   with the lowest version every lower bound in pyproject.toml allows; so the
   bounds are the tested ones.
@@ -81,7 +83,9 @@ SHOW_VERSIONS = (
 
 
 def _test_requirements(pyproject: dict[str, object]) -> tuple[str, ...]:
-    return nox.project.dependency_groups(pyproject, "test")
+    # pip too: tests/test_compat_imports.py fetches the published
+    # sprockets.http with it, and uv makes environments without pip.
+    return (*nox.project.dependency_groups(pyproject, "test"), "pip>=24")
 
 
 @nox.session(python=PYTHONS)
@@ -90,6 +94,12 @@ def tests(session: nox.Session) -> None:
         "-e", EXTRAS, "-e", EXTENSION_PACKAGE, *_test_requirements(PYPROJECT)
     )
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def no_extras(session: nox.Session) -> None:
+    session.install("-e", ".", "-e", EXTENSION_PACKAGE, *_test_requirements(PYPROJECT))
+    session.run("pytest", "-rs", *session.posargs)
 
 
 @nox.session(python=PYTHONS[0])

@@ -254,6 +254,9 @@ def run_pytest(
     if not ours:
         command += ["-c", str(HERE / "pytest.ini"), "--rootdir", str(directory)]
         command += ["-p", "sprockets_http.compat"]
+    else:
+        # Its test in one process: pytest-xdist is not installed here.
+        command += ["-o", "addopts="]
     command += [f"--junitxml={junit}", *arguments]
     environment = dict(os.environ)
     environment["PYTHONPATH"] = os.pathsep.join(

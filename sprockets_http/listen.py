@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import logging
 import os
 import re
@@ -41,6 +42,10 @@ EXIT_CANNOT_LISTEN = 1
 
 LISTEN_FDS_START = 3
 """The first file descriptor ``LISTEN_FDS`` counts from, as systemd passes them."""
+
+SOCKET_FILES_VARIABLE = "SPROCKETS_HTTP_SOCKET_FILES"
+"""Set by :func:`handover_environment`: which sockets handed over through
+``LISTEN_FDS`` have a unix socket file this process created (JSON)."""
 
 LOGGER = logging.getLogger("sprockets_http.listen")
 
@@ -273,6 +278,7 @@ def inherited() -> list[socket.socket]:
     pid = os.environ.pop("LISTEN_PID", None)
     count = os.environ.pop("LISTEN_FDS", None)
     os.environ.pop("LISTEN_FDNAMES", None)
+    created = json.loads(os.environ.pop(SOCKET_FILES_VARIABLE, "{}"))
     if pid is None or count is None or pid.strip() != str(os.getpid()):
         return []
     if not _is_number(count.strip()):
@@ -284,7 +290,27 @@ def inherited() -> list[socket.socket]:
         except OSError as error:
             release(sockets)
             raise ListenError(f"fd://{fd} (from LISTEN_FDS)", _reason(error)) from None
+    for index, record in created.items():
+        _created[sockets[int(index)]] = _Created(*record)
     return sockets
+
+
+def handover_environment(sockets: list[socket.socket]) -> dict[str, str]:
+    """The environment of a new image of this process (:func:`os.execve`)
+    that inherits ``sockets``, in this order, through ``LISTEN_FDS``.
+
+    It names the unix socket files this process created, so that the new
+    image removes them at exit (see :func:`release`), as this one would
+    have.
+
+    .. versionadded:: 3.0.0
+    """
+    created = {
+        str(index): dataclasses.astuple(_created[sock])
+        for index, sock in enumerate(sockets)
+        if sock in _created and _created[sock].pid == os.getpid()
+    }
+    return {SOCKET_FILES_VARIABLE: json.dumps(created)}
 
 
 def open_sockets(

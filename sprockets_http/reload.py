@@ -77,6 +77,7 @@ _NOT_FOR_THE_CHECK = (
     "LISTEN_FDNAMES",
     "NOTIFY_SOCKET",
     HANDOVER_VARIABLE,
+    listen.SOCKET_FILES_VARIABLE,
 )
 
 
@@ -215,6 +216,7 @@ def reexec(
         LISTEN_FDS=str(len(sockets)),
         LISTEN_PID=str(os.getpid()),
         **{HANDOVER_VARIABLE: _encode(handover, channels)},
+        **listen.handover_environment(sockets),
     )
     environment.pop("LISTEN_FDNAMES", None)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)

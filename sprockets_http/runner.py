@@ -239,6 +239,8 @@ class Runner:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._replacing = False
+        self._early_signals: list[int] = []
+        self._previous_handlers: dict[int, Any] = {}
 
     @property
     def stop_budget(self) -> float:
@@ -388,7 +390,7 @@ class Runner:
     # plain handler remembers stop signals, and the loop takes them over
     # from the coroutine that lasts as long as the service.
     def _remember_stop_signals(self) -> None:
-        self._early_signals: list[int] = []
+        self._early_signals = []
         self._previous_handlers = {
             signo: signal.signal(signo, self._remember_signal)
             for signo in self.stop_signals

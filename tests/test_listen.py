@@ -177,6 +177,23 @@ def test_a_stale_unix_socket_file_is_replaced(
     assert not os.path.exists(path)
 
 
+def test_the_unix_socket_file_is_removed_at_exit_after_a_sighup(
+    services: type[Service], tmp_path: Path
+) -> None:
+    # SIGHUP re-executes the supervisor, which inherits the socket.
+    path = str(tmp_path / "http.sock")
+    service = cli(services, "--procs", "2", "--bind", f"unix:{path}")
+    service.wait_for("all 2 workers ready")
+    mark = len(service.lines)
+    service.send(signal.SIGHUP)
+    service.wait_for(f"re-executed with the code on disk \\(pid {service.pid}\\)")
+    service.wait_for("rolling restart finished", start=mark)
+    assert unix_http_get(path, "/")[0] == 200
+
+    stop(service)
+    assert not os.path.exists(path), "the socket file outlived the service"
+
+
 def test_a_unix_socket_another_process_listens_on_is_refused(
     services: type[Service], tmp_path: Path
 ) -> None:

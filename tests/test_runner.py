@@ -289,6 +289,12 @@ def test_log_format_text_logs_readable_lines(services: type[Service]) -> None:
     assert service.count(r"^\{") == 0
 
 
+needs_sentry = pytest.mark.skipif(
+    importlib.util.find_spec("sentry_sdk") is None,
+    reason="needs the [sentry] extra installed",
+)
+
+
 def sentry_envelopes(
     services: type[Service], out: str, env: dict[str, str], path: str
 ) -> tuple[int, str]:
@@ -304,6 +310,7 @@ def sentry_envelopes(
         return status, stream.read().decode()
 
 
+@needs_sentry
 def test_sentry_receives_handler_errors_with_release_and_environment(
     services: type[Service], tmp_path: object
 ) -> None:
@@ -316,6 +323,7 @@ def test_sentry_receives_handler_errors_with_release_and_environment(
     assert '"environment":"staging"' in envelopes
 
 
+@needs_sentry
 def test_sentry_reads_the_settings_the_factory_made(
     services: type[Service], tmp_path: object
 ) -> None:
@@ -333,6 +341,7 @@ def test_sentry_reads_the_settings_the_factory_made(
     assert logged == ["a critical record"]
 
 
+@needs_sentry
 def test_sentry_stays_off_without_a_dsn(services: type[Service]) -> None:
     # Its per-request instrumentation would cost throughput for nothing.
     service = services(APP, env={"SENTRY_DSN": ""})

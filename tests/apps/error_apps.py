@@ -11,7 +11,8 @@ mixins the way services do:
 ``/writer/content``, ``/problem/content``
     the same with ``sprockets.mixins.mediatype``'s ``ContentMixin``, JSON and
     msgpack transcoders and no default content type, so an unsatisfiable
-    ``Accept`` makes negotiation fail
+    ``Accept`` makes negotiation fail; only with the ``[mediatype]`` extra
+    installed
 ``/logger``
     :class:`~sprockets_http.mixins.ErrorLogger` and Tornado's own error page
 """
@@ -23,16 +24,19 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import umsgpack
-from sprockets.mixins.mediatype import content, transcoders
 from tornado import httpclient, testing, web
 
 from sprockets_http import app, mixins
 
-Action = Callable[[web.RequestHandler], None]
+try:
+    import umsgpack
+    from sprockets.mixins.mediatype import content, transcoders
+except ImportError:  # without the [mediatype] extra
+    HAS_MEDIATYPE = False
+else:
+    HAS_MEDIATYPE = True
 
-WRITER_PATHS = ("/writer", "/writer/content")
-PROBLEM_PATHS = ("/problem", "/problem/content")
+Action = Callable[[web.RequestHandler], None]
 
 
 class Scripted(web.RequestHandler):
@@ -44,19 +48,7 @@ class Writer(mixins.ErrorLogger, mixins.ErrorWriter, Scripted):
     pass
 
 
-class ContentWriter(
-    content.ContentMixin, mixins.ErrorLogger, mixins.ErrorWriter, Scripted
-):
-    pass
-
-
 class Problem(mixins.ErrorLogger, mixins.ProblemDetailsWriter, Scripted):
-    pass
-
-
-class ContentProblem(
-    content.ContentMixin, mixins.ErrorLogger, mixins.ProblemDetailsWriter, Scripted
-):
     pass
 
 
@@ -64,21 +56,39 @@ class LoggerOnly(mixins.ErrorLogger, Scripted):
     pass
 
 
+ROUTES: list[tuple[str, type[web.RequestHandler]]] = [
+    ("/writer", Writer),
+    ("/problem", Problem),
+    ("/logger", LoggerOnly),
+]
+
+if HAS_MEDIATYPE:
+
+    class ContentWriter(
+        content.ContentMixin, mixins.ErrorLogger, mixins.ErrorWriter, Scripted
+    ):
+        pass
+
+    class ContentProblem(
+        content.ContentMixin, mixins.ErrorLogger, mixins.ProblemDetailsWriter, Scripted
+    ):
+        pass
+
+    ROUTES += [("/writer/content", ContentWriter), ("/problem/content", ContentProblem)]
+
+WRITER_PATHS = tuple(path for path, _ in ROUTES if path.startswith("/writer"))
+PROBLEM_PATHS = tuple(path for path, _ in ROUTES if path.startswith("/problem"))
+
+
 def make_app(
     run_action: Action, serve_traceback: bool = False, transcode: bool = True
 ) -> app.Application:
     application = app.Application(
-        [
-            ("/writer", Writer),
-            ("/writer/content", ContentWriter),
-            ("/problem", Problem),
-            ("/problem/content", ContentProblem),
-            ("/logger", LoggerOnly),
-        ],
+        ROUTES,
         run_action=run_action,
         serve_traceback=serve_traceback,
     )
-    if transcode:
+    if transcode and HAS_MEDIATYPE:
         content.add_transcoder(application, transcoders.JSONTranscoder())
         content.add_transcoder(application, transcoders.MsgPackTranscoder())
     return application
