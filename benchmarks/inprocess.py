@@ -85,6 +85,13 @@ def sprockets_server(
     return server
 
 
+def _stop_timed_sampling() -> None:
+    if importlib.util.find_spec("prometheus_client") is not None:
+        from sprockets_http import metrics as metrics_module
+
+        metrics_module._sampler.start = lambda: None  # type: ignore[method-assign]
+
+
 def _log_to_devnull(formatter: logging.Formatter) -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
@@ -153,6 +160,7 @@ def main() -> None:
     }
     if options.only:
         variants = {options.only: variants[options.only]}
+        _stop_timed_sampling()
     results = measure(variants, options.rounds, options.requests)
     base = statistics.median(results.get("tornado") or results[options.only])
     print(

@@ -37,10 +37,6 @@ from prometheus_client import metrics_core, mmap_dict
 _ADDED_UP = ("counter", "histogram", "summary")
 _INTEGER = struct.Struct("i")
 _TWO_DOUBLES = struct.Struct("dd")
-PACK = _TWO_DOUBLES.pack
-"""``PACK(value, timestamp)``: the 16 bytes at a :class:`ValueFile` place."""
-PACK_INTO = _TWO_DOUBLES.pack_into
-"""``PACK_INTO(map, place, value, timestamp)``: write them there."""
 _FIRST_SIZE = 1 << 16
 RETIRED = "retired"
 """The pid part of the names of the files of retired values."""
@@ -97,7 +93,8 @@ class ValueFile:
     bytes (counting the length), and two doubles, the value and a
     timestamp.  Unlike the library's class, which looks every key up at
     every write, this one hands out each value's place once, so a write is
-    one assignment to the memory map: it runs several times per request.
+    one assignment to a double of the memory map: it runs several times per
+    request.
     Values are written in place, so a reader sees each whole or not at all;
     a new key is written before the count that makes it visible.
     """
@@ -109,9 +106,11 @@ class ValueFile:
             size = _FIRST_SIZE
             self._file.truncate(size)
         self.map = mmap.mmap(self._file.fileno(), size)
-        """The file's memory map; a write to a place is
-        ``map[place : place + 16] = pack(value)``.  Replaced when the file
-        grows: look it up at each write."""
+        """The file's memory map.  Replaced when the file grows."""
+        self.values = memoryview(self.map).cast("d")
+        """The file as doubles: the value at a place is ``values[place // 8]``
+        (places are multiples of 8), read and written in place, each whole.
+        Replaced when the file grows: look it up at each write."""
         self._used = _INTEGER.unpack_from(self.map, 0)[0]
         self._places: dict[str, int] = {}
         if self._used == 0:
@@ -134,19 +133,27 @@ class ValueFile:
                 while end > size:
                     size *= 2
                 self._file.truncate(size)
+                self.values.release()
+                self.map.close()
                 self.map = mmap.mmap(self._file.fileno(), size)
+                self.values = memoryview(self.map).cast("d")
             self.map[self._used : end] = entry
             self._used = end
             self.map[0:4] = _INTEGER.pack(end)
             place = self._places[key] = end - 16
         return place, _TWO_DOUBLES.unpack_from(self.map, place)[0]
 
+    def index(self, key: str) -> int:
+        """The index of ``key``'s value in :attr:`values`; see :meth:`place`."""
+        return self.place(key)[0] // 8
+
     def write(self, place: int, value: float) -> None:
         """Write the value at ``place``, from :meth:`place`."""
-        self.map[place : place + 16] = PACK(value, 0.0)
+        self.values[place // 8] = value
 
     def close(self) -> None:
         """Stop writing; the file stays."""
+        self.values.release()
         self.map.close()
         self._file.close()
 

@@ -108,3 +108,19 @@ def test_text_lines_add_fields_as_key_values() -> None:
     )
     line = logconfig.TextFormatter().format(made)
     assert line.endswith('svc: hello n=1 who="a b"')
+
+
+def test_a_callers_own_extra_name_wins_over_a_renamed_field() -> None:
+    made = logging.getLogger("svc").makeRecord(
+        "svc",
+        logging.INFO,
+        __file__,
+        1,
+        "message",
+        (),
+        None,
+        extra={"level": "renamed", "extra_level": "own"},
+    )
+    line = logconfig.JSONFormatter(service="", environment="").format(made)
+    assert line.count('"extra_level"') == 1
+    assert json.loads(line)["extra_level"] == "own"
