@@ -48,16 +48,21 @@ pytest: $(STAMP)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
-# The lifecycle diagram is drawn by Graphviz's `dot` (Debian's graphviz).
-dot:
-	@command -v dot >/dev/null || { \
+# $(call apt_install,PACKAGE,WHAT NEEDS IT): a shell block that installs
+# Debian's PACKAGE when run as root where apt-get exists, else says what is
+# missing and fails.
+apt_install = { \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-				apt-get install -y -qq graphviz >/dev/null; \
+				apt-get install -y -qq $(1) >/dev/null; \
 		else \
-			echo "The docs need Graphviz's dot: install the graphviz package." >&2; \
+			echo "$(2): install the $(1) package." >&2; \
 			exit 1; \
 		fi; }
+
+# The lifecycle diagram is drawn by Graphviz's `dot` (Debian's graphviz).
+dot:
+	@command -v dot >/dev/null || $(call apt_install,graphviz,The docs need Graphviz's dot)
 
 docs: $(STAMP) dot
 	$(BIN)/sphinx-build -W --keep-going -q -b html docs build/docs
@@ -88,11 +93,5 @@ compat: postgres
 # PostgreSQL's server programs, for the sprockets-postgres suites (Debian's
 # postgresql; the suites start a throwaway server of their own).
 postgres:
-	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-				apt-get install -y -qq postgresql >/dev/null; \
-		else \
-			echo "make compat needs PostgreSQL's server programs: install postgresql." >&2; \
-			exit 1; \
-		fi; }
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		$(call apt_install,postgresql,make compat needs PostgreSQL's server programs)
