@@ -105,7 +105,7 @@ StopHandler = Callable[[float | None], None]
 ``shutdown_limit`` the caller gave, or :data:`None`."""
 
 # What tornado.web.RequestHandler.clear() puts in every response.
-_DEFAULT_SERVER = f"TornadoServer/{tornado.version}"
+_DEFAULT_SERVER = [f"TornadoServer/{tornado.version}"]  # as get_list() gives it
 
 
 class CallbackManager:
@@ -506,15 +506,16 @@ class Application(CallbackManager, web.Application):
         ``log_function`` setting, when given, is called instead of writing
         it (metrics are still recorded).
         """
+        status = handler.get_status()
+        elapsed = handler.request.request_time()
         if self._recorder is not None:
-            self._recorder.finished(handler)
+            self._recorder.finished(handler, status, elapsed)
         if "log_function" in self.settings:
             self.settings["log_function"](handler)
             return
-        status = handler.get_status()
         level = accesslog.level_for(handler, status)
         if accesslog.LOGGER.isEnabledFor(level):
-            accesslog.log_request(handler, status, level, self._log_query)
+            accesslog.log_request(handler, status, level, self._log_query, elapsed)
 
 
 def _response_transform(application: Application) -> type[web.OutputTransform]:
@@ -541,7 +542,9 @@ def _response_transform(application: Application) -> type[web.OutputTransform]:
             chunk: bytes,
             finishing: bool,
         ) -> tuple[int, httputil.HTTPHeaders, bytes]:
-            if headers.get("Server") == _DEFAULT_SERVER:
+            # get_list(): get() is Python, and raises and catches a KeyError
+            # when a handler removed the header.
+            if headers.get_list("Server") == _DEFAULT_SERVER:
                 value = settings.get("server_header")
                 if value is None:
                     del headers["Server"]

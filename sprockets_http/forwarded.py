@@ -168,8 +168,8 @@ class ForwardedHTTPServer(httpserver.HTTPServer):
         # for the requests that carry one.
         self.xheaders = False
         delegate = super().start_request(server_conn, request_conn)
-        conn = typing.cast(http1connection.HTTP1ServerConnection, server_conn)
-        if conn.stream in self._trusted:
+        # server_conn is Tornado's HTTP1ServerConnection, typed as object.
+        if getattr(server_conn, "stream", None) in self._trusted:
             return _Forwarded(delegate, request_conn)
         return delegate
 

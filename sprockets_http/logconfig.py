@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from typing import Any, Literal, TextIO
 
 from sprockets_http import _logtext
+from sprockets_http._logtext import THREE_DIGITS
 
 LogFormat = Literal["text", "json"]
 
@@ -137,7 +138,9 @@ class JSONFormatter(logging.Formatter):
             {"timestamp", "level", "logger", "message", "pid", "exception", "stack"}
             | self._static.keys()
         )
-        self._keys: dict[str, str] = {}
+        # The text before each field's value, by name; "" for the standard
+        # attributes, which are not fields (one lookup tells both).
+        self._keys: dict[str, str] = dict.fromkeys(_STANDARD_ATTRIBUTES, "")
 
     def _key(self, name: str, attributes: dict[str, Any]) -> str | None:
         """The text before the field ``name``'s value, ``,"name":``.
@@ -152,15 +155,22 @@ class JSONFormatter(logging.Formatter):
             renamed = "extra_" + name
             return None if renamed in attributes else f",{_string(renamed)}:"
         key = f",{_string(name)}:"
-        if len(self._keys) < _KEYS_KEPT:
+        if len(self._keys) < len(_STANDARD_ATTRIBUTES) + _KEYS_KEPT:
             self._keys[name] = key
         return key
 
     def format(self, record: logging.LogRecord) -> str:
         # The members every record has are written directly; encoding them
         # as a dictionary took a fifth longer, on every record.
+        # Records come many a second: each second is formatted once, and
+        # the milliseconds are looked up.
+        created = record.created
+        second = int(created)
+        if second != self._second:
+            self._new_second(second)
         members = [
-            f'{{"timestamp":"{self._timestamp(record.created)}",'
+            f'{{"timestamp":"{self._second_text}.'
+            f'{THREE_DIGITS[int((created - second) * 1000)]}Z",'
             f'"level":{_string(record.levelname)},"logger":{_string(record.name)},'
             f'"message":{_string(record.getMessage())},"pid":{record.process}'
             f"{self._static_json}"
@@ -170,19 +180,27 @@ class JSONFormatter(logging.Formatter):
         # at every call, which cost more than the writing.  The loop is
         # record_fields(), inlined: it runs for every record.
         attributes = record.__dict__
+        keys = self._keys
         for name, value in itertools.islice(attributes.items(), _FIRST_FIELD, None):
-            if name in _STANDARD_ATTRIBUTES:
-                continue
-            key = self._keys.get(name)
+            key = keys.get(name)
             if key is None:
                 key = self._key(name, attributes)
-                if key is None:
-                    continue
-            members.append(key)
-            members.append(_string(value) if type(value) is str else _json(value))
+            if key:
+                kind = type(value)
+                members.append(key)
+                members.append(
+                    _string(value)
+                    if kind is str
+                    else repr(value)
+                    if kind is int
+                    else _json(value)
+                )
         request_id = attributes.get("request_id")
         if request_id is not None:
-            members.append(f',"request_id":{_json(request_id)}')
+            members.append(',"request_id":')
+            members.append(
+                _string(request_id) if type(request_id) is str else _json(request_id)
+            )
         if record.exc_info:
             exception = self.formatException(record.exc_info)
             members.append(f',"exception":{_string(exception)}')
@@ -196,13 +214,9 @@ class JSONFormatter(logging.Formatter):
             line = line.translate(_LINE_BREAKS)
         return line
 
-    def _timestamp(self, created: float) -> str:
-        # Records come many per second: format each second once.
-        second = int(created)
-        if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int(created % 1 * 1000):03d}Z"
+    def _new_second(self, second: int) -> None:
+        self._second = second
+        self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 def _json(value: Any) -> str:

@@ -478,18 +478,21 @@ class _Recorder:
         )
         files.in_flight.add(1.0)
 
-    def finished(self, handler: web.RequestHandler) -> None:
-        """``handler``'s request is answered: count it."""
+    def finished(
+        self, handler: web.RequestHandler, status: int, elapsed: float
+    ) -> None:
+        """``handler``'s request is answered with ``status`` after ``elapsed``
+        seconds: count it."""
         files = (
             _files if _files is not None and _files is self._files else self._renew()
         )
         files.in_flight.add(-1.0)
         request = handler.request
-        key = (type(handler), request.method or "", handler.get_status())
+        key = (type(handler), request.method or "", status)
         answers = self._answers.get(key)
         if answers is None:
             answers = self._answers[key] = self._new_answers(files, *key)
-        answers.count(request.request_time(), accesslog.bytes_sent(request))
+        answers.count(elapsed, accesslog.bytes_sent(request))
 
     def _renew(self) -> _ProcessFiles:
         # The first request, or the first in a process forked since.

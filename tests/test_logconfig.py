@@ -6,10 +6,12 @@ import calendar
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from sprockets_http import logconfig
+from sprockets_http import context, logconfig
 
 
 def record(created: float, exc_info: object = None) -> logging.LogRecord:
@@ -124,3 +126,46 @@ def test_a_callers_own_extra_name_wins_over_a_renamed_field() -> None:
     line = logconfig.JSONFormatter(service="", environment="").format(made)
     assert line.count('"extra_level"') == 1
     assert json.loads(line)["extra_level"] == "own"
+
+
+@pytest.fixture
+def record_factory() -> Iterator[None]:
+    """Puts back the record factory a test replaced."""
+    factory = logging.getLogRecordFactory()
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(factory)
+
+
+@pytest.mark.usefixtures("record_factory")
+def test_the_request_id_factory_wraps_the_one_in_place() -> None:
+    calls: list[dict[str, object]] = []
+
+    def tracing_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        calls.append(kwargs)
+        made = logging.LogRecord(*args)
+        made.trace_id = "t-1"
+        return made
+
+    logging.setLogRecordFactory(tracing_factory)
+    context.install_record_factory()
+    context.install_record_factory()  # a second call wraps nothing more
+
+    logger = logging.getLogger("tests.factory")
+    token = context._REQUEST_ID.set("r-1")
+    try:
+        made = logger.makeRecord(logger.name, logging.INFO, __file__, 3, "hi", (), None)
+        # A caller may pass keywords of its own; they reach the factory.
+        keyed = logging.getLogRecordFactory()(
+            "x", logging.INFO, __file__, 1, "m", (), None, origin="queue"
+        )
+    finally:
+        context._REQUEST_ID.reset(token)
+    outside = logger.makeRecord(logger.name, logging.INFO, __file__, 3, "hi", (), None)
+
+    assert (made.request_id, made.trace_id, made.getMessage()) == ("r-1", "t-1", "hi")
+    assert (made.lineno, made.funcName) == (3, None)
+    assert keyed.request_id == "r-1"
+    assert calls == [{}, {"origin": "queue"}, {}]
+    assert outside.request_id is None
