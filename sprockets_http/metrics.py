@@ -273,16 +273,21 @@ class MetricsHandler(web.RequestHandler):
         """Answer with the metrics."""
         if _DIRECTORY is None:
             raise web.HTTPError(503, "prometheus_client is not installed")
-        _sampler.sample_process()
-        collected = _Collected(_metricfiles.collect(_DIRECTORY))
-        encoder, content_type = exposition.choose_encoder(
-            self.request.headers.get("Accept", "")
-        )
-        body = _fast(encoder, collected)(collected)
+        body, content_type = _document(self.request.headers.get("Accept", ""))
         self.access_log_level = logging.DEBUG
         self.set_header("Content-Type", content_type)
         self.set_header("Cache-Control", "no-store")
         self.finish(body)
+
+
+def _document(accept: str) -> tuple[bytes, str]:
+    """The scrape's body, in the format ``accept`` asks for, and its type."""
+    assert _DIRECTORY is not None
+    _sampler.sample_process()
+    collected = _Collected(_metricfiles.collect(_DIRECTORY))
+    encoder, content_type = exposition.choose_encoder(accept)
+    body = _fast(encoder, collected)(collected)
+    return body, content_type
 
 
 _LEGACY_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*").fullmatch
