@@ -12,8 +12,8 @@ slowest time of one.  Given a ``DIR`` that holds a copy already, it reuses
 it, so that:
 
 ``--changing`` adds 1 to every value of every file before each scrape, as
-if every series had changed since the last (the scrape's worst case: it
-keeps the lines of the samples that did not change); ``--profile`` prints
+if every series had changed since the last (a busy service's scrape);
+``--profile`` prints
 the functions that take the time (``cProfile``); ``--only-scrape`` just
 scrapes, for a count of the instructions one scrape
 executes: run it under ``valgrind --tool=callgrind`` with two numbers of

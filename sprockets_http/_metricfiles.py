@@ -54,6 +54,20 @@ def _parse(key: str) -> _Parsed:
     return found
 
 
+def made_key(
+    key: str, metric: str, sample: str, labels: dict[str, str], help_text: str
+) -> None:
+    """Note what ``key``, just made by this process, holds.
+
+    The workers of a service make the same keys, so a worker's first scrape
+    finds most keys of the others' files known, rather than parsing a
+    thousand of them (a third of that scrape's time, here).  Keys are
+    written with their labels sorted by name.
+    """
+    if key not in _parsed:
+        _parsed[key] = (metric, sample, tuple(sorted(labels.items())), help_text)
+
+
 @contextlib.contextmanager
 def locked(
     directory: str, operation: int, timeout: float | None = None

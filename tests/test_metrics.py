@@ -281,6 +281,23 @@ def test_the_files_add_up_as_prometheus_clients_own_collector_adds_them(
     assert ("c", "c_total", (("a", "x"),), 8.0) in ours
 
 
+def test_a_key_this_process_made_is_known_as_its_text_says() -> None:
+    from sprockets_http import _metricfiles
+
+    # Labels in another order than the key's, which sorts them by name.
+    labels = {"method": "GET", "handler": "a.B", "route": "/x", "status": "200"}
+    key = metrics._key(metrics._REQUESTS, metrics._REQUESTS + "_total", labels)
+    metric, sample, parsed_labels, help_text = json.loads(key)
+    # What a scrape takes the key to hold, parsed or not, is what it says.
+    assert _metricfiles._parse(key) == (
+        metric,
+        sample,
+        tuple(parsed_labels.items()),
+        help_text,
+    )
+    assert dict(_metricfiles._parse(key)[2]) == labels
+
+
 def test_a_value_file_is_read_by_prometheus_client_and_continued(
     tmp_path: Any,
 ) -> None:
