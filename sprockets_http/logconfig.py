@@ -161,9 +161,9 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         # The members every record has are written directly; encoding them
-        # as a dictionary took a fifth longer, on every record.
-        # Records come many a second: each second is formatted once, and
-        # the milliseconds are looked up.
+        # as a dictionary took a fifth longer, on every record.  Records
+        # come many a second: each second is formatted once, and the
+        # milliseconds are looked up.
         created = record.created
         second = int(created)
         if second != self._second:
