@@ -21,16 +21,18 @@ THREE_DIGITS = tuple(f"{number:03d}" for number in range(1000))
 ``:03d`` format would be parsed again for every record."""
 
 
+def _plain(text: str) -> bool:
+    # Most values need nothing; checking first keeps the access log cheap.
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
 def escape(text: str) -> str:
     """Return ``text`` with control characters, quotes and backslashes escaped.
 
     >>> escape('GET /\\r\\nforged')
     'GET /\\\\x0d\\\\x0aforged'
     """
-    # Most values need nothing; checking first keeps the access log cheap.
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return text
-    return text.translate(_ESCAPES)
+    return text if _plain(text) else text.translate(_ESCAPES)
 
 
 def escape_each(*texts: str) -> tuple[str, ...]:
@@ -38,7 +40,6 @@ def escape_each(*texts: str) -> tuple[str, ...]:
 
     They are checked together, in one pass: most values need nothing.
     """
-    joined = "".join(texts)
-    if joined.isprintable() and '"' not in joined and "\\" not in joined:
+    if _plain("".join(texts)):
         return texts
     return tuple(text.translate(_ESCAPES) for text in texts)
