@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--changing", action="store_true")
     options = parser.parse_args()
     directory = options.directory or tempfile.mkdtemp()
+    os.makedirs(directory, exist_ok=True)
     if not any(name.endswith(".db") for name in os.listdir(directory)):
         make_copy(directory)
     # A copy of the copy is this process's metrics directory, as in a
