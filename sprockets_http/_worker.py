@@ -5,7 +5,9 @@ in it.  The worker serves like one process (see
 :func:`~sprockets_http.runner.serve_until_stopped`), with these differences:
 
 * it obeys SIGTERM only: SIGINT comes from a terminal's Ctrl-C, to the
-  whole process group, and the parent relays it as SIGTERM;
+  whole process group, and the parent relays it as SIGTERM; it ignores
+  SIGHUP, which a closed terminal sends to the whole group too, and on
+  which the parent replaces it;
 * it talks with its parent over its end of a socket pair (see
   :mod:`sprockets_http._channel`): it says when it is ready, when the
   application asked to stop, beats (see :mod:`sprockets_http.heartbeat`)
@@ -58,15 +60,18 @@ def serve(
     # A SIGTERM that arrives before the runner handles signals itself is
     # remembered and handed to the runner once it does.  SIGINT comes from
     # a terminal's Ctrl-C, to the whole process group: the parent's SIGTERM
-    # is the one to obey.
+    # is the one to obey.  So does SIGHUP when a terminal hangs up, and the
+    # parent replaces its workers on it.
     early_stops: list[int] = []
     signal.signal(signal.SIGTERM, lambda signo, frame: early_stops.append(signo))
     signal.signal(signal.SIGINT, _ignore)
+    signal.signal(signal.SIGHUP, _ignore)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def make_worker_runner() -> Runner:
         runner = make_runner()
         runner.stop_signals = (signal.SIGTERM,)
+        runner.ignored_signals = ()  # SIGHUP stays ignored, without a word
         runner.on_stop = functools.partial(_tell_parent_of_stop, channel)
         loop = asyncio.get_event_loop()  # made by serve_until_stopped, not running
         lines = _channel.Lines()

@@ -75,6 +75,16 @@ The factory raised, or a ``before_run`` callback failed.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """The signals that start a graceful stop."""
 
+IGNORED_SIGNALS = (signal.SIGHUP,)
+"""The signals one process logs and otherwise ignores.
+
+SIGHUP asks a supervisor for new code (see :mod:`sprockets_http.reload`);
+left to its default action, it would end a single process at once, without
+a drain (``systemctl reload``, a closed terminal).
+
+.. versionadded:: 3.0.0
+"""
+
 _SERVER_SETTINGS = (
     "max_body_size",
     "max_buffer_size",
@@ -216,6 +226,15 @@ class Runner:
        only (see :mod:`sprockets_http.supervisor`).
 
        .. versionadded:: 3.0.0
+
+    .. attribute:: ignored_signals
+
+       The signals logged at WARNING and otherwise ignored while
+       :meth:`serve` runs.  Default :data:`IGNORED_SIGNALS`; a supervised
+       worker ignores SIGHUP without a word, since its supervisor acts on
+       it.
+
+       .. versionadded:: 3.0.0
     """
 
     def __init__(
@@ -235,6 +254,7 @@ class Runner:
         self.forwarded_allow_ips: forwarded.AllowList | None = None
         self.on_stop: Callable[[int | None], None] | None = None
         self.stop_signals: tuple[int, ...] = STOP_SIGNALS
+        self.ignored_signals: tuple[int, ...] = IGNORED_SIGNALS
         # asyncio.Event binds to a loop when first waited for, not here.
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -304,8 +324,9 @@ class Runner:
         before it runs.  SIGTERM and SIGINT are handled through the loop
         while this runs, and restored to their previous handling when it
         returns; one that arrives during the ``before_run`` callbacks stops
-        the service once they are done, without serving.  The sockets are
-        closed when it returns.
+        the service once they are done, without serving.  SIGHUP is logged
+        and ignored (see :attr:`ignored_signals`).  The sockets are closed
+        when it returns.
 
         .. versionadded:: 3.0.0
         """
@@ -388,12 +409,13 @@ class Runner:
     # before, or between two runs (a synchronous before_run callback), waits
     # unseen until another signal comes.  So until the loop runs for good, a
     # plain handler remembers stop signals, and the loop takes them over
-    # from the coroutine that lasts as long as the service.
+    # from the coroutine that lasts as long as the service.  The ignored
+    # signals go the same way, so that none ends the process meanwhile.
     def _remember_stop_signals(self) -> None:
         self._early_signals = []
         self._previous_handlers = {
             signo: signal.signal(signo, self._remember_signal)
-            for signo in self.stop_signals
+            for signo in (*self.stop_signals, *self.ignored_signals)
         }
 
     def _remember_signal(self, signo: int, frame: object) -> None:
@@ -402,9 +424,23 @@ class Runner:
     def _take_over_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signo in self.stop_signals:
             loop.add_signal_handler(signo, self._on_signal, signo)
+        for signo in self.ignored_signals:
+            loop.add_signal_handler(signo, self._on_ignored_signal, signo)
         early, self._early_signals = self._early_signals, []
         for signo in early:
-            self._on_signal(signo)
+            if signo in self.stop_signals:
+                self._on_signal(signo)
+            else:
+                self._on_ignored_signal(signo)
+
+    def _on_ignored_signal(self, signo: int) -> None:
+        self.logger.warning(
+            "received %s, ignored (pid %d): one process does not reload; "
+            "restart it to run new code, or serve with several workers, "
+            "which SIGHUP replaces",
+            signal.Signals(signo).name,
+            os.getpid(),
+        )
 
     def _release_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signo, previous in self._previous_handlers.items():

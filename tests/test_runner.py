@@ -89,6 +89,34 @@ def test_a_stop_signal_during_before_run_stops_without_serving(
     assert "serving on port" not in service.output
 
 
+@pytest.mark.parametrize("during", ["serving", "before_run"])
+def test_sighup_to_one_process_is_logged_and_ignored(
+    services: type[Service], during: str
+) -> None:
+    # Left to its default action, SIGHUP (systemctl reload, a closed
+    # terminal) would end the process at once: no drain, no callbacks.
+    env = {"SLOW_BEFORE_RUN": "0.5"} if during == "before_run" else {}
+    service = services(APP, env)
+    if during == "before_run":
+        service.wait_for("event: before_run sync sleeping")
+    else:
+        service.wait_serving()
+        service.wait_for("event: on_start")
+
+    service.send(signal.SIGHUP)
+
+    service.wait_for(r"received SIGHUP, ignored \(pid \d+\): one process")
+    port = service.wait_serving()
+    assert http_get(port, "/state")[2] == b'{"ready": true}'
+    service.send(signal.SIGTERM)
+    assert service.wait() == 0
+    assert events(service)[-3:] == [
+        "shutdown sync failing",
+        "shutdown future done",
+        "shutdown async done",
+    ]
+
+
 def test_in_flight_request_finishes_before_shutdown_callbacks(
     services: type[Service],
 ) -> None:

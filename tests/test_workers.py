@@ -214,6 +214,29 @@ def test_sighup_replaces_every_worker_without_failed_requests(
     assert_exit(service, 0)
 
 
+def test_sighup_to_the_whole_group_leaves_the_restart_to_the_supervisor(
+    services: type[Service],
+) -> None:
+    # A shell that exits sends SIGHUP to the process group of each of its
+    # jobs: workers and supervisor alike.  Killed by it, the workers would
+    # drop their requests while the supervisor restarts them.
+    service, port, old = start_workers(services)
+    mark = len(service.lines)
+
+    os.killpg(service.pid, signal.SIGHUP)
+
+    service.wait_for("rolling restart finished", start=mark)
+    for pid in old:
+        service.wait_for(rf"worker {pid} exited with status 0 \(replaced\)", start=mark)
+    assert service.count("killed by|crashed") == 0
+    new = children(service.pid)
+    assert len(new) == 2
+    assert not new & old
+    assert served_by(port) in new
+    service.send(signal.SIGTERM)
+    assert_exit(service, 0)
+
+
 def test_sighup_under_keep_alive_clients_fails_at_most_a_request_or_two(
     services: type[Service],
 ) -> None:
