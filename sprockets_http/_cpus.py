@@ -2,8 +2,9 @@
 
 ``os.cpu_count()`` counts the machine's CPUs.  A process pinned to some of
 them (``taskset``, a container's ``cpuset``) or given a CPU quota (a
-container's CPU limit, which cgroup v2 keeps in ``cpu.max``) gets less, and
-one worker per machine CPU would only compete for it.
+container's CPU limit, which cgroup v2 keeps in ``cpu.max`` and cgroup v1 in
+``cpu.cfs_quota_us``) gets less, and one worker per machine CPU would only
+compete for it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 
 PROC_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -46,7 +48,7 @@ def available(
     """The CPUs this process may use, from its affinity and cgroup quota.
 
     :param proc_cgroup: the file naming this process's cgroups
-    :param cgroup_root: where the cgroup v2 hierarchy is mounted
+    :param cgroup_root: where the cgroup file systems are mounted
     """
     affinity = _affinity()
     quota = cgroup_quota(proc_cgroup, cgroup_root)
@@ -55,52 +57,95 @@ def available(
 
 
 def cgroup_quota(proc_cgroup: str, cgroup_root: str) -> float | None:
-    """The smallest cgroup v2 CPU quota over this process's cgroup and its
-    parents, in CPUs (``cpu.max``'s quota divided by its period).
+    """The smallest cgroup CPU quota over this process's cgroup and its
+    parents, in CPUs: the quota divided by its period.
 
-    :param proc_cgroup: the file naming this process's cgroups; its
-        cgroup v2 line reads ``0::/PATH``
-    :param cgroup_root: where the cgroup v2 hierarchy is mounted
-    :returns: :data:`None` when no ``cpu.max`` sets a quota, or none can
-        be read (cgroup v1, no cgroup file system)
+    :param proc_cgroup: the file naming this process's cgroups: the cgroup
+        v2 line reads ``0::/PATH``, the cgroup v1 line of the ``cpu``
+        controller ``N:cpu,cpuacct:/PATH``
+    :param cgroup_root: where the cgroup file systems are mounted; cgroup
+        v2 keeps the quota in ``cpu.max``, v1 in ``cpu.cfs_quota_us`` and
+        ``cpu.cfs_period_us`` under ``CONTROLLERS/`` (``cpu,cpuacct/``, or
+        ``cpu/``)
+    :returns: :data:`None` when no cgroup sets a quota, or none can be read
+        (no cgroup file system)
+
+    .. versionchanged:: 3.0.0
+       cgroup v1 is read too.
     """
     try:
         with open(proc_cgroup, encoding="utf-8") as stream:
             lines = stream.read().splitlines()
     except OSError:
         return None
-    relative = next(
-        (line[len("0::") :] for line in lines if line.startswith("0::")), None
-    )
-    if relative is None:
-        return None
-    directory = os.path.join(cgroup_root, relative.strip().lstrip("/"))
+    quotas = []
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hierarchy, controllers, relative = fields
+        if hierarchy == "0" and not controllers:
+            quotas.append(_smallest(cgroup_root, relative, _read_cpu_max))
+        elif "cpu" in controllers.split(","):
+            # The v1 controller's own hierarchy: a mount that joins several
+            # controllers is named after them all, with a link for each.
+            for name in (controllers, "cpu"):
+                mount = os.path.join(cgroup_root, name)
+                if os.path.isdir(mount):
+                    quotas.append(_smallest(mount, relative, _read_cfs))
+                    break
+    return min((quota for quota in quotas if quota is not None), default=None)
+
+
+def _smallest(
+    mount: str, relative: str, read: Callable[[str], float | None]
+) -> float | None:
+    """The smallest quota ``read`` finds in ``relative``'s directory under
+    ``mount`` and its parents up to ``mount``."""
+    directory = os.path.join(mount, relative.strip().lstrip("/"))
     if not os.path.isdir(directory):
         # In a container without its own cgroup namespace the path names
         # the host's hierarchy; the container's cgroup is mounted at the root.
-        directory = cgroup_root
+        directory = mount
     quotas = []
     while True:
-        quota = _read_cpu_max(os.path.join(directory, "cpu.max"))
+        quota = read(directory)
         if quota is not None:
             quotas.append(quota)
-        if os.path.normpath(directory) == os.path.normpath(cgroup_root):
+        if os.path.normpath(directory) == os.path.normpath(mount):
             break
         directory = os.path.dirname(directory)
     return min(quotas, default=None)
 
 
-def _read_cpu_max(path: str) -> float | None:
-    # "max 100000" (no quota) or "QUOTA PERIOD", in microseconds.
-    try:
-        with open(path, encoding="ascii") as stream:
-            fields = stream.read().split()
-    except (OSError, UnicodeDecodeError):
-        return None
+def _read_cpu_max(directory: str) -> float | None:
+    # cgroup v2: "max 100000" (no quota) or "QUOTA PERIOD", in microseconds.
+    fields = _read_fields(os.path.join(directory, "cpu.max"))
     if len(fields) != 2 or fields[0] == "max":
         return None
+    return _ratio(fields[0], fields[1])
+
+
+def _read_cfs(directory: str) -> float | None:
+    # cgroup v1: the quota is -1 when there is none.
+    quota = _read_fields(os.path.join(directory, "cpu.cfs_quota_us"))
+    period = _read_fields(os.path.join(directory, "cpu.cfs_period_us"))
+    if len(quota) != 1 or len(period) != 1:
+        return None
+    return _ratio(quota[0], period[0])
+
+
+def _read_fields(path: str) -> list[str]:
     try:
-        quota, period = int(fields[0]), int(fields[1])
+        with open(path, encoding="ascii") as stream:
+            return stream.read().split()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def _ratio(quota_text: str, period_text: str) -> float | None:
+    try:
+        quota, period = int(quota_text), int(period_text)
     except ValueError:
         return None
     if quota <= 0 or period <= 0:

@@ -212,8 +212,9 @@ def process_count(number_of_procs: int, debug: bool) -> int:
     """How many processes to run for the ``number_of_procs`` setting.
 
     :param number_of_procs: 0 for one per CPU this process may use: those
-        its affinity allows, fewer when a cgroup v2 CPU quota (a
-        container's CPU limit) gives less time, rounded up; else the count
+        its affinity allows, fewer when a cgroup CPU quota (a
+        container's CPU limit, cgroup v2 or v1) gives less time, rounded
+        up; else the count
     :param debug: debug mode always runs one process
     :raises ValueError: when ``number_of_procs`` is negative
 

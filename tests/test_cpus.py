@@ -1,7 +1,7 @@
 """``number_of_procs`` 0: one process per CPU this process may really use.
 
-The affinity is tested for real, with ``taskset``; the cgroup quota on files
-the test writes, since a test cannot change its own cgroup.
+The affinity is tested for real, with ``taskset``; the cgroup quotas (v2
+and v1) on files the test writes, since a test cannot change its own cgroup.
 """
 
 from __future__ import annotations
@@ -81,8 +81,49 @@ def test_the_quota_is_rounded_up_and_never_above_the_affinity(tmp_path: Path) ->
     assert str(found).startswith(f"{affinity} CPU")
 
 
-def test_without_cgroup_v2_there_is_no_quota(tmp_path: Path) -> None:
+def write_cgroup_v1(root: Path, path: str, quota: str, period: str = "100000") -> None:
+    directory = root / path.lstrip("/")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "cpu.cfs_quota_us").write_text(quota + "\n")
+    (directory / "cpu.cfs_period_us").write_text(period + "\n")
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"/a/b": "-1", "/a": "-1", "/": "-1"}, None),
+        ({"/a/b": "250000"}, 2.5),
+        ({"/a/b": "-1", "/a": "50000"}, 0.5),  # a parent's quota
+        ({"/": "100000"}, 1.0),  # no such directory: the mount's own
+        ({"/a/b": "nonsense"}, None),
+    ],
+)
+def test_a_cgroup_v1_quota_is_read_from_the_cpu_controller(
+    tmp_path: Path, files: dict[str, str], expected: float | None
+) -> None:
+    # The layout of Docker and Kubernetes on cgroup v1: the cpu controller
+    # mounted with cpuacct, and a unified hierarchy with no quota of its own.
+    root = tmp_path / "cgroup"
+    mount = root / "cpu,cpuacct"
+    for path, quota in files.items():
+        write_cgroup_v1(mount, path, quota)
+    (root / "unified").mkdir()
     proc_cgroup = tmp_path / "proc-self-cgroup"
-    proc_cgroup.write_text("4:cpu,cpuacct:/svc\n")
+    proc_cgroup.write_text("5:memory:/a/b\n4:cpu,cpuacct:/a/b\n0::/a/b\n")
+
+    assert _cpus.cgroup_quota(str(proc_cgroup), str(root)) == expected
+
+
+def test_the_cpu_controller_may_be_mounted_alone(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    write_cgroup_v1(root / "cpu", "/svc", "150000")
+    proc_cgroup = tmp_path / "proc-self-cgroup"
+    proc_cgroup.write_text("3:cpu:/svc\n")
+    assert _cpus.cgroup_quota(str(proc_cgroup), str(root)) == 1.5
+
+
+def test_without_a_cgroup_file_system_there_is_no_quota(tmp_path: Path) -> None:
+    proc_cgroup = tmp_path / "proc-self-cgroup"
+    proc_cgroup.write_text("4:cpu,cpuacct:/svc\n0::/svc\n")
     assert _cpus.cgroup_quota(str(proc_cgroup), str(tmp_path)) is None
     assert _cpus.cgroup_quota(str(tmp_path / "missing"), str(tmp_path)) is None
