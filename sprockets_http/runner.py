@@ -332,7 +332,7 @@ class Runner:
         """
         io_loop = ioloop.IOLoop.current()
         loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
-        self._remember_stop_signals()
+        self._remember_signals()
         try:
             try:
                 self.application.run_before_run_sync(io_loop, self.shutdown_limit)
@@ -342,7 +342,7 @@ class Runner:
             loop.run_until_complete(self._serve(io_loop, sockets, on_ready))
             return 0
         finally:
-            self._release_stop_signals(loop)
+            self._release_signals(loop)
             for sock in sockets:
                 sock.close()
 
@@ -365,7 +365,7 @@ class Runner:
         """
         io_loop = ioloop.IOLoop.current()
         loop: asyncio.AbstractEventLoop = io_loop.asyncio_loop  # type: ignore[attr-defined]
-        self._remember_stop_signals()
+        self._remember_signals()
         self._listen(self._bind(port))
         loop.create_task(self._stop_then_halt(io_loop))
 
@@ -411,7 +411,7 @@ class Runner:
     # plain handler remembers stop signals, and the loop takes them over
     # from the coroutine that lasts as long as the service.  The ignored
     # signals go the same way, so that none ends the process meanwhile.
-    def _remember_stop_signals(self) -> None:
+    def _remember_signals(self) -> None:
         self._early_signals = []
         self._previous_handlers = {
             signo: signal.signal(signo, self._remember_signal)
@@ -421,7 +421,7 @@ class Runner:
     def _remember_signal(self, signo: int, frame: object) -> None:
         self._early_signals.append(signo)
 
-    def _take_over_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _take_over_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signo in self.stop_signals:
             loop.add_signal_handler(signo, self._on_signal, signo)
         for signo in self.ignored_signals:
@@ -442,7 +442,7 @@ class Runner:
             os.getpid(),
         )
 
-    def _release_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _release_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         for signo, previous in self._previous_handlers.items():
             loop.remove_signal_handler(signo)
             signal.signal(signo, previous)
@@ -453,7 +453,7 @@ class Runner:
         sockets: list[socket.socket],
         on_ready: Callable[[Runner], None] | None,
     ) -> None:
-        self._take_over_stop_signals(asyncio.get_running_loop())
+        self._take_over_signals(asyncio.get_running_loop())
         if not self._stopping.is_set():  # a stop asked for during before_run
             self._listen(sockets)
             _systemd.notify("READY=1")
@@ -464,11 +464,11 @@ class Runner:
 
     async def _stop_then_halt(self, io_loop: ioloop.IOLoop) -> None:
         loop = asyncio.get_running_loop()
-        self._take_over_stop_signals(loop)
+        self._take_over_signals(loop)
         try:
             await self._until_stopped()
         finally:
-            self._release_stop_signals(loop)
+            self._release_signals(loop)
             io_loop.stop()
 
     async def _until_stopped(self) -> None:
